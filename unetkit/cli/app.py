@@ -1,0 +1,95 @@
+"""The ``unetkit`` command: the Typer app, its command groups and its one error path.
+
+Every command parses its options, calls the library and prints. A :class:`~unetkit.errors.UnetkitError`
+raised anywhere below reaches the user as one red line and exit code 2; anything unexpected as one line
+that asks for a report, exit code 1. ``unetkit --debug ...`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+import unetkit
+from unetkit.cli.console import err
+from unetkit.errors import UnetkitError
+
+__all__ = ["app", "main"]
+
+_state = {"debug": False}
+
+
+class _ErrorsToOneLine(TyperGroup):
+    """Turns exceptions from any command into one line and an exit code (no traceback unless --debug)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UnetkitError as e:
+            if _state["debug"]:
+                raise
+            err.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True, highlight=False)
+            raise typer.Exit(code=2) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a bug of ours, or a library failing in a way we did not foresee
+            if _state["debug"] or type(e).__module__.startswith("click") or "Exit" in type(e).__name__:
+                raise
+            err.print(
+                f"[bold red]internal error:[/] {type(e).__name__}: {e} "
+                "(run again with 'unetkit --debug ...' for the traceback, and please report it)",
+                soft_wrap=True,
+                highlight=False,
+            )
+            raise typer.Exit(code=1) from None
+
+
+app = typer.Typer(
+    cls=_ErrorsToOneLine,
+    name="unetkit",
+    help="The 2015 U-Net for microscopy and medical volumes: train, infer, evaluate and share MONAI bundles.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"unetkit {unetkit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+):
+    _state["debug"] = debug
+
+
+def _register() -> None:
+    # One module per command group (Typer's own layout); imported here so `unetkit --help` lists them all.
+    from unetkit.cli import bundle, data, doctor, evaluate, infer, info, train
+
+    app.command("train")(train.train)
+    app.command("infer")(infer.infer)
+    app.command("evaluate")(evaluate.evaluate)
+    app.add_typer(bundle.app, name="bundle")
+    app.add_typer(data.app, name="data")
+    app.command("info")(info.info)
+    app.command("doctor")(doctor.doctor)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,68 @@
+"""unetkit's one family of exceptions.
+
+Library code raises these for anything a user can fix (a bad file, a bad option, a missing data set);
+the CLI turns them into one red line and exit code 2. Each message names the thing (file, option), the
+problem and, where there is one, the fix.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "UnetkitError",
+    "ImageReadError",
+    "ImageWriteError",
+    "DataError",
+    "BundleError",
+    "UnsafeBundleError",
+    "TrainingError",
+]
+
+
+class UnetkitError(Exception):
+    """Base class: a problem the user can act on.
+
+    Args:
+        problem: what is wrong, in one sentence.
+        path: the file or folder concerned, if any; it leads the message.
+        fix: what to do about it, if known.
+
+    Examples:
+        >>> str(UnetkitError("not a TIFF file", path="a.txt", fix="convert it first"))
+        'a.txt: not a TIFF file (convert it first)'
+    """
+
+    def __init__(self, problem: str, *, path: str | os.PathLike | None = None, fix: str | None = None):
+        self.problem = problem
+        self.path = None if path is None else os.fspath(path)
+        self.fix = fix
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        msg = self.problem if self.path is None else f"{self.path}: {self.problem}"
+        return msg if not self.fix else f"{msg} ({self.fix})"
+
+
+class ImageReadError(UnetkitError):
+    """A file could not be read as an image: missing, truncated, empty, not an image or unsupported."""
+
+
+class ImageWriteError(UnetkitError):
+    """An image could not be written (bad path, would overwrite the input, unsupported format)."""
+
+
+class DataError(UnetkitError):
+    """A data set is missing, incomplete, corrupt or not in the expected layout."""
+
+
+class BundleError(UnetkitError):
+    """A bundle is missing a file, has bad metadata or fails verification."""
+
+
+class UnsafeBundleError(BundleError):
+    """A bundle's configs ask to run code outside the allow-list; refused unless the user trusts it."""
+
+
+class TrainingError(UnetkitError):
+    """Training cannot go on (NaN loss, nothing to resume from, bad schedule)."""
