@@ -54,3 +54,9 @@ def test_unexpected_errors_become_one_line_asking_for_a_report():
     assert r.exit_code == 1
     assert "internal error: KeyError" in r.output and "--debug" in r.output
     assert "Traceback" not in r.output
+
+
+def test_usage_errors_stay_usage_errors_with_exit_code_2():
+    r = runner.invoke(app, ["data", "demo"])  # missing argument
+    assert r.exit_code == 2
+    assert "internal error" not in r.output and "Missing argument" in r.output

@@ -21,6 +21,11 @@ __all__ = ["app", "main"]
 _state = {"debug": False}
 
 
+def _is_click_flow(e: BaseException) -> bool:
+    """Usage errors and exits of click, which Typer may vendor (``typer._click``): click reports those itself."""
+    return any(c.__name__ in ("ClickException", "Exit", "Abort") for c in type(e).__mro__)
+
+
 class _ErrorsToOneLine(TyperGroup):
     """Turns exceptions from any command into one line and an exit code (no traceback unless --debug)."""
 
@@ -35,7 +40,7 @@ class _ErrorsToOneLine(TyperGroup):
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as e:  # a bug of ours, or a library failing in a way we did not foresee
-            if _state["debug"] or type(e).__module__.startswith("click") or "Exit" in type(e).__name__:
+            if _state["debug"] or _is_click_flow(e):
                 raise
             err.print(
                 f"[bold red]internal error:[/] {type(e).__name__}: {e} "

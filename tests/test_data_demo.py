@@ -1,0 +1,165 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
+
+from unetkit.data import ctc_datalist, demo_frame, make_demo, make_demo_volumes, msd_datalist
+from unetkit.data.demo import demo_labels
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """Eight default-size frames (labels and phase images), shared by the statistics tests."""
+    return [demo_frame(seed=(0, 0, t)) for t in range(8)]
+
+
+def test_make_demo_writes_two_ctc_sequences_with_every_frame_annotated(tmp_path):
+    root = make_demo(tmp_path / "demo", frames=3, shape=(41, 53))
+    for seq in ("01", "02"):
+        assert sorted(p.name for p in (root / seq).iterdir()) == ["t000.tif", "t001.tif", "t002.tif"]
+        assert sorted(p.name for p in (root / f"{seq}_GT" / "SEG").iterdir()) == [
+            "man_seg000.tif",
+            "man_seg001.tif",
+            "man_seg002.tif",
+        ]
+    image = tifffile.imread(root / "01" / "t001.tif")
+    labels = tifffile.imread(root / "01_GT" / "SEG" / "man_seg001.tif")
+    assert (image.dtype, labels.dtype, image.shape, labels.shape) == (np.uint8, np.uint16, (41, 53), (41, 53))
+    assert len(ctc_datalist(root, ("01", "02"))) == 6
+
+
+def test_make_demo_is_deterministic_and_seeded(tmp_path):
+    a = make_demo(tmp_path / "a", frames=2, shape=(40, 48), seed=5)
+    b = make_demo(tmp_path / "b", frames=2, shape=(40, 48), seed=5)
+    c = make_demo(tmp_path / "c", frames=2, shape=(40, 48), seed=6)
+    for rel in ("01/t001.tif", "02_GT/SEG/man_seg000.tif"):
+        np.testing.assert_array_equal(tifffile.imread(a / rel), tifffile.imread(b / rel))
+        assert not np.array_equal(tifffile.imread(a / rel), tifffile.imread(c / rel))
+    assert not np.array_equal(tifffile.imread(a / "01/t000.tif"), tifffile.imread(a / "02/t000.tif"))
+
+
+def test_more_frames_extend_the_sequence_without_changing_earlier_frames(tmp_path):
+    short = make_demo(tmp_path / "short", frames=1, shape=(40, 48))
+    long = make_demo(tmp_path / "long", frames=3, shape=(40, 48))
+    np.testing.assert_array_equal(tifffile.imread(short / "01/t000.tif"), tifffile.imread(long / "01/t000.tif"))
+
+
+def test_cells_are_15_to_30_per_frame_numbered_without_gaps_each_in_one_piece(frames):
+    for _, labels in frames:
+        n = int(labels.max())
+        assert 15 <= n <= 30
+        assert set(np.unique(labels)) == set(range(n + 1))
+        for i, sl in enumerate(ndi.find_objects(labels), start=1):
+            assert ndi.label(labels[sl] == i)[1] == 1
+
+
+def test_cells_have_the_papers_size_and_many_touch_or_cross_the_border(frames):
+    radii, touching, cut = [], 0, 0
+    for _, labels in frames:
+        inner = labels[1:-1, 1:-1]
+        border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))) - {0}
+        for i in range(1, labels.max() + 1):
+            if i not in border:
+                radii.append(np.sqrt((labels == i).sum() / np.pi))
+            ring = ndi.binary_dilation(labels == i) & (labels != i) & (labels > 0)
+            touching += bool(ring.any())
+        cut += len(border)
+        assert inner.size  # frames are 2D and not degenerate
+    n = sum(int(lab.max()) for _, lab in frames)
+    # Equivalent radii of whole cells: perturbed ellipses with semi-axes of 10-25 px.
+    assert 7 <= np.percentile(radii, 5) and np.percentile(radii, 95) <= 26
+    assert touching / n >= 0.5  # most cells touch a neighbour: the weight map's border matters
+    assert cut >= len(frames)  # some cells are cut by the image border
+
+
+def test_phase_cells_stand_out_from_their_surroundings(frames):
+    # No ambiguity: every cell's mean differs from the background ring just outside its halo.
+    for image, labels in frames:
+        img = image.astype(float)
+        fg = labels > 0
+        for i in range(1, labels.max() + 1):
+            cell = labels == i
+            ring = ndi.binary_dilation(cell, iterations=9) & ~ndi.binary_dilation(fg, iterations=5)
+            if ring.sum() < 20:
+                continue  # a cell buried in a cluster has no background nearby to compare with
+            assert abs(img[cell].mean() - img[ring].mean()) >= 18, i
+
+
+def test_phase_background_is_mid_grey_with_a_bright_halo_around_cells(frames):
+    image, labels = frames[0]
+    fg = labels > 0
+    gap = ndi.distance_transform_edt(~fg)
+    halo, far = image[(gap >= 1) & (gap <= 2)], image[gap > 12]
+    assert 100 <= np.median(far) <= 156
+    assert np.median(halo) >= np.median(far) + 15
+
+
+def test_fluorescence_cells_are_bright_on_dark_and_a_threshold_finds_them():
+    image, labels = demo_frame(seed=3, kind="fluorescence")
+    assert image.dtype == np.uint16
+    fg = labels > 0
+    assert np.median(image[fg]) > 4 * np.median(image[~fg])
+    # A reference segmentation (smooth + Otsu threshold) reaches the IoU the demo must allow a U-Net.
+    smooth = ndi.gaussian_filter(image.astype(float), 1)
+    pred = smooth > threshold_otsu(smooth)
+    assert (pred & fg).sum() / (pred | fg).sum() >= 0.9
+
+
+def test_demo_frame_gives_the_same_cells_for_both_kinds():
+    _, phase_labels = demo_frame((64, 72), seed=9)
+    _, fluo_labels = demo_frame((64, 72), seed=9, kind="fluorescence")
+    np.testing.assert_array_equal(phase_labels, fluo_labels)
+
+
+def test_demo_labels_places_the_requested_number_of_cells_at_most():
+    labels, depth = demo_labels((128, 128), seed=1, cells=4)
+    assert 1 <= labels.max() <= 4
+    assert np.isinf(depth[labels == 0]).all() and (depth[labels > 0] < 1).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"kind": "brightfield"}, "kind"), ({"frames": 0}, "frames"), ({"shape": (8, 64)}, "shape")],
+)
+def test_make_demo_rejects_bad_arguments_before_writing(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_demo(tmp_path / "x", **kwargs)
+    assert not (tmp_path / "x").exists()
+
+
+def test_make_demo_volumes_writes_an_msd_layout_in_nibabel_order(tmp_path):
+    root = make_demo_volumes(tmp_path / "ct", n=2, shape=(10, 24, 28), spacing=(2.5, 0.8, 0.7))
+    meta = json.loads((root / "dataset.json").read_text())
+    assert meta["numTraining"] == 2 and meta["training"][1] == {
+        "image": "./imagesTr/vol_001.nii.gz",
+        "label": "./labelsTr/vol_001.nii.gz",
+    }
+    items = msd_datalist(root)
+    img, lab = nib.load(items[0]["image"]), nib.load(items[0]["label"])
+    assert img.shape == lab.shape == (28, 24, 10)  # (X, Y, Z)
+    assert tuple(float(z) for z in img.header.get_zooms()) == pytest.approx((0.7, 0.8, 2.5))
+    np.testing.assert_allclose(np.diag(img.affine)[:3], (0.7, 0.8, 2.5))
+    assert img.get_data_dtype() == np.float32 and lab.get_data_dtype() == np.uint8
+
+
+def test_demo_volumes_look_like_ct_with_a_brighter_organ(tmp_path):
+    root = make_demo_volumes(tmp_path / "ct", n=1)
+    hu = np.asarray(nib.load(root / "imagesTr" / "vol_000.nii.gz").dataobj)
+    organ = np.asarray(nib.load(root / "labelsTr" / "vol_000.nii.gz").dataobj)
+    assert set(np.unique(organ)) == {0, 1} and 0.005 < organ.mean() < 0.2
+    assert np.median(hu[0]) == pytest.approx(-1000, abs=50)  # air at the corner column
+    inside = ndi.binary_erosion(organ, iterations=2).astype(bool)
+    around = ndi.binary_dilation(organ, iterations=4) & ~ndi.binary_dilation(organ, iterations=2)
+    assert np.median(hu[inside]) == pytest.approx(100, abs=15)
+    assert np.median(hu[inside]) - np.median(hu[around]) >= 40
+
+
+def test_make_demo_volumes_is_deterministic(tmp_path):
+    a = make_demo_volumes(tmp_path / "a", n=1, shape=(8, 16, 16))
+    b = make_demo_volumes(tmp_path / "b", n=1, shape=(8, 16, 16))
+    for rel in ("imagesTr/vol_000.nii.gz", "labelsTr/vol_000.nii.gz"):
+        np.testing.assert_array_equal(np.asarray(nib.load(a / rel).dataobj), np.asarray(nib.load(b / rel).dataobj))

@@ -1,0 +1,264 @@
+"""Folder layouts of the public data sets, read into MONAI-style data lists.
+
+Each function takes the folder of one unpacked data set and returns a list of dicts of absolute path
+strings (``{"image": ..., "label": ...}``), the form MONAI's ``Dataset`` and ``LoadImaged`` take. Items
+that address one 2D slice of a 3D file carry ``"frame"``: the index along the file's first axis, which
+``unetkit.transforms`` ``LoadImaged(..., frame_key="frame")`` reads.
+
+Layouts (checked against the published archives, see ``docs/``):
+
+- Cell Tracking Challenge: ``01/t000.tif ...`` (``t0000.tif`` in sequences of more than 1000 frames);
+  gold segmentation ``01_GT/SEG/man_seg000.tif`` for some frames only, silver ``01_ST/SEG/`` for all;
+  3D data sets annotate single slices as ``man_seg_TTT_ZZZ.tif``.
+- ISBI 2012 EM: ``train-volume.tif`` and ``train-labels.tif``, 30 x 512 x 512 each, labels 255 = cell,
+  0 = membrane.
+- Medical Segmentation Decathlon: ``dataset.json``, ``imagesTr/*.nii.gz``, ``labelsTr/*.nii.gz`` (the
+  archives carry macOS ``._*`` resource files beside the volumes; they are not volumes and are ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+from unetkit.errors import DataError
+
+__all__ = ["ctc_datalist", "ctc_frames", "image_datalist", "isbi2012_datalist", "msd_datalist"]
+
+_FRAME = re.compile(r"^t(\d+)\.tiff?$")
+# man_seg012.tif annotates frame 12; man_seg_012_034.tif annotates slice 34 of the 3D frame 12.
+_MASK = re.compile(r"^man_seg(?:(\d+)|_(\d+)_(\d+))\.tiff?$")
+_TRUTHS = {"GT": "gold truth", "ST": "silver truth"}
+_GET_DATA = "run `unetkit data fetch phc_u373` (or dic_hela), or `unetkit data demo DIR` for demo data"
+
+
+def _indexed_frames(folder: Path) -> dict[int, Path]:
+    """Frame index -> image file of one CTC sequence folder."""
+    frames = {}
+    for entry in os.scandir(folder):
+        m = _FRAME.match(entry.name)
+        if m and entry.is_file():
+            frames[int(m.group(1))] = Path(entry.path).absolute()
+    return frames
+
+
+def ctc_frames(root: str | os.PathLike, sequence: str = "02") -> list[str]:
+    """All image frames of one Cell Tracking Challenge sequence, in time order (for inference).
+
+    Args:
+        root: the data set's folder, e.g. ``.../PhC-C2DH-U373``.
+        sequence: the sequence folder name, ``"01"`` or ``"02"``.
+
+    Returns:
+        Absolute paths of ``root/<sequence>/tTTT.tif``, sorted by frame index.
+
+    Raises:
+        DataError: the sequence folder is missing or holds no ``t*.tif`` frame.
+
+    Examples:
+        >>> import tempfile
+        >>> from unetkit.data import make_demo
+        >>> root = make_demo(tempfile.mkdtemp(), frames=2, shape=(40, 48))
+        >>> [Path(p).name for p in ctc_frames(root, "02")]
+        ['t000.tif', 't001.tif']
+    """
+    folder = Path(root) / sequence
+    if not folder.is_dir():
+        raise DataError(f"no sequence folder '{sequence}'", path=folder, fix=_GET_DATA)
+    frames = _indexed_frames(folder)
+    if not frames:
+        raise DataError("no frame named tTTT.tif in this folder", path=folder, fix=_GET_DATA)
+    return [str(frames[t]) for t in sorted(frames)]
+
+
+def ctc_datalist(
+    root: str | os.PathLike, sequences: Sequence[str] = ("01",), *, truth: str = "GT"
+) -> list[dict]:
+    """Annotated frames of a Cell Tracking Challenge data set, each paired with its segmentation mask.
+
+    Only frames that have a mask are listed: the gold truth annotates some frames only. Images and masks
+    are paired by frame index, so ``t012.tif`` pairs with ``man_seg012.tif`` and ``t0012.tif`` alike.
+    Where a 3D data set annotates single slices (``man_seg_012_034.tif``), the item is that slice of the
+    3D frame: ``"frame": 34`` indexes the frame's first axis.
+
+    Args:
+        root: the data set's folder, e.g. ``.../PhC-C2DH-U373``.
+        sequences: sequence folder names to include, e.g. ``("01", "02")``.
+        truth: ``"GT"`` for the gold segmentation (``01_GT/SEG``), ``"ST"`` for the silver one
+            (``01_ST/SEG``).
+
+    Returns:
+        Items ``{"image": ".../01/t012.tif", "label": ".../01_GT/SEG/man_seg012.tif"}`` (plus
+        ``"frame": int`` for slice annotations), sorted by sequence, frame and slice.
+
+    Raises:
+        ValueError: ``truth`` is not ``"GT"`` or ``"ST"``.
+        DataError: a sequence or its mask folder is missing, a sequence has no annotated frame, or a mask
+            has no image frame.
+
+    Examples:
+        >>> import tempfile
+        >>> from unetkit.data import make_demo
+        >>> root = make_demo(tempfile.mkdtemp(), frames=2, shape=(40, 48))
+        >>> items = ctc_datalist(root, ("01", "02"))
+        >>> len(items), Path(items[0]["image"]).name, Path(items[0]["label"]).name
+        (4, 't000.tif', 'man_seg000.tif')
+    """
+    if truth not in _TRUTHS:
+        raise ValueError(f"truth must be 'GT' or 'ST', got {truth!r}")
+    if isinstance(sequences, str):
+        sequences = (sequences,)
+    items = []
+    for seq in sequences:
+        items.extend(_ctc_sequence(Path(root), seq, truth))
+    return items
+
+
+def _ctc_sequence(root: Path, seq: str, truth: str) -> list[dict]:
+    frames_dir, masks_dir = root / seq, root / f"{seq}_{truth}" / "SEG"
+    if not frames_dir.is_dir():
+        raise DataError(f"no sequence folder '{seq}'", path=frames_dir, fix=_GET_DATA)
+    if not masks_dir.is_dir():
+        raise DataError(f"no {_TRUTHS[truth]} folder {seq}_{truth}/SEG", path=masks_dir, fix=_GET_DATA)
+    frames = _indexed_frames(frames_dir)
+    keyed = []
+    for entry in os.scandir(masks_dir):
+        m = _MASK.match(entry.name)
+        if not m:
+            continue
+        t, z = (int(m.group(1)), None) if m.group(1) else (int(m.group(2)), int(m.group(3)))
+        if t not in frames:
+            raise DataError(
+                f"mask of frame {t} has no image t{m.group(1) or m.group(2)}.tif in {frames_dir}",
+                path=entry.path,
+                fix="restore the image frame from the original archive, or delete the stray mask",
+            )
+        item = {"image": str(frames[t]), "label": str(Path(entry.path).absolute())}
+        if z is not None:
+            item["frame"] = z
+        keyed.append(((t, -1 if z is None else z), item))
+    if not keyed:
+        raise DataError(
+            f"no annotated frame (man_segTTT.tif) for sequence '{seq}'", path=masks_dir, fix=_GET_DATA
+        )
+    return [item for _, item in sorted(keyed, key=lambda k: k[0])]
+
+
+def _stack_length(path: Path) -> int:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.series[0].shape
+    except Exception as e:  # tifffile raises several types for a file that is not a TIFF
+        raise DataError(f"cannot read as a TIFF stack ({e})", path=path, fix="fetch the data set again") from e
+    return shape[0] if len(shape) == 3 else 1
+
+
+def isbi2012_datalist(root: str | os.PathLike) -> list[dict]:
+    """The ISBI 2012 EM training stack, one item per slice.
+
+    Args:
+        root: folder holding ``train-volume.tif`` and ``train-labels.tif`` (30 x 512 x 512 each; labels
+            255 = cell interior, 0 = membrane).
+
+    Returns:
+        One item per slice, ``{"image": ".../train-volume.tif", "label": ".../train-labels.tif",
+        "frame": i}`` for ``i`` in ``0 .. 29``.
+
+    Raises:
+        DataError: a file is missing or unreadable, or the two stacks differ in length.
+    """
+    root = Path(root).absolute()
+    paths = {key: root / f"train-{name}.tif" for key, name in (("image", "volume"), ("label", "labels"))}
+    for path in paths.values():
+        if not path.is_file():
+            raise DataError("missing", path=path, fix="run `unetkit data fetch isbi2012`")
+    n_image, n_label = _stack_length(paths["image"]), _stack_length(paths["label"])
+    if n_image != n_label:
+        raise DataError(
+            f"train-volume.tif has {n_image} slices but train-labels.tif has {n_label}",
+            path=root,
+            fix="fetch the data set again",
+        )
+    return [{"image": str(paths["image"]), "label": str(paths["label"]), "frame": i} for i in range(n_image)]
+
+
+def _nifti_volumes(folder: Path) -> dict[str, Path]:
+    return {
+        e.name: Path(e.path).absolute()
+        for e in os.scandir(folder)
+        if e.name.endswith((".nii.gz", ".nii")) and not e.name.startswith("._") and e.is_file()
+    }
+
+
+def msd_datalist(root: str | os.PathLike) -> list[dict]:
+    """Training volumes of a Medical Segmentation Decathlon task (e.g. ``Task09_Spleen``).
+
+    Images in ``imagesTr/`` pair with the label of the same file name in ``labelsTr/``. The archives
+    carry macOS ``._*`` resource files beside the volumes; they are skipped.
+
+    Args:
+        root: the task's folder, holding ``dataset.json``, ``imagesTr/`` and ``labelsTr/``.
+
+    Returns:
+        Items ``{"image": ".../imagesTr/spleen_2.nii.gz", "label": ".../labelsTr/spleen_2.nii.gz"}``,
+        sorted by file name.
+
+    Raises:
+        DataError: ``dataset.json`` or a folder is missing, no volume is there, or an image has no label.
+
+    Examples:
+        >>> import tempfile
+        >>> from unetkit.data import make_demo_volumes
+        >>> root = make_demo_volumes(tempfile.mkdtemp(), n=2, shape=(8, 16, 16))
+        >>> [Path(item["label"]).name for item in msd_datalist(root)]
+        ['vol_000.nii.gz', 'vol_001.nii.gz']
+    """
+    root = Path(root).absolute()
+    fix = "run `unetkit data fetch msd_spleen`, or `unetkit data demo DIR --kind ct` for demo volumes"
+    for need in ("dataset.json", "imagesTr", "labelsTr"):
+        if not (root / need).exists():
+            raise DataError(f"no {need} here: not a Decathlon task folder", path=root, fix=fix)
+    images, labels = _nifti_volumes(root / "imagesTr"), _nifti_volumes(root / "labelsTr")
+    if not images:
+        raise DataError("no .nii.gz volume in this folder", path=root / "imagesTr", fix=fix)
+    missing = sorted(set(images) - set(labels))
+    if missing:
+        raise DataError(
+            f"{len(missing)} image(s) without a label in labelsTr, first {missing[0]}",
+            path=root / "imagesTr",
+            fix="restore labelsTr from the original archive",
+        )
+    return [{"image": str(images[n]), "label": str(labels[n])} for n in sorted(images)]
+
+
+def image_datalist(root: str | os.PathLike, pattern: str = "*.tif") -> list[dict]:
+    """Every image in a folder matching ``pattern``, for inference (no labels).
+
+    Args:
+        root: the folder.
+        pattern: a glob pattern relative to ``root`` (``"*.tif"``, ``"01/t*.tif"``, ``"**/*.nii.gz"``).
+
+    Returns:
+        Items ``{"image": ".../t000.tif"}`` sorted by path; macOS ``._*`` files are skipped.
+
+    Raises:
+        DataError: the folder is missing or nothing in it matches.
+
+    Examples:
+        >>> import tempfile
+        >>> from unetkit.data import make_demo
+        >>> root = make_demo(tempfile.mkdtemp(), frames=2, shape=(40, 48))
+        >>> [Path(i["image"]).name for i in image_datalist(root / "02")]
+        ['t000.tif', 't001.tif']
+    """
+    root = Path(root).absolute()
+    if not root.is_dir():
+        raise DataError("no such folder", path=root, fix="pass the folder that holds the images")
+    paths = sorted(p for p in root.glob(pattern) if p.is_file() and not p.name.startswith("._"))
+    if not paths:
+        raise DataError(f"no file matches {pattern!r} here", path=root, fix="check the folder and the pattern")
+    return [{"image": str(p)} for p in paths]
