@@ -1,10 +1,78 @@
-"""``unetkit train``."""
+"""``unetkit train BUNDLE``: train a bundle's recipe, with a progress bar and a summary."""
 
 from __future__ import annotations
 
-from unetkit.errors import UnetkitError
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from unetkit.cli.console import err, out, show_progress
 
 
-def train() -> None:
-    """Not built yet."""
-    raise UnetkitError("'unetkit train' is not implemented yet")
+def train(
+    bundle: Annotated[str, typer.Argument(help="Bundle folder (or zip), e.g. bundles/phc_u373.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Data set folder (default: the bundle's).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where the trained bundle goes (default: the bundle folder).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Training steps (default: the bundle's max_steps).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training data, instead of --steps.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in the output folder.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh, removing checkpoints of an earlier run.")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: KEY=VALUE (MONAI ids, e.g. optimizer::lr=0.01).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the run (default: the bundle's).")] = None,
+    trust: Annotated[bool, typer.Option("--trust", help="Skip the safety scan of the bundle's configs (only for bundles you trust).")] = False,
+) -> None:
+    """Train BUNDLE with its configs/train.json and write a complete, runnable bundle."""
+    from unetkit.bundle import parse_overrides
+    from unetkit.training import train_bundle
+
+    overrides = parse_overrides(set_ or [])
+    kwargs = dict(data=data, output=output, steps=steps, epochs=epochs, device=device, resume=resume,
+                  overwrite=overwrite, overrides=overrides, seed=seed, trust=trust)
+    if show_progress():
+        with _Bar() as bar:
+            result = train_bundle(bundle, progress=bar.update, **kwargs)
+    else:
+        result = train_bundle(bundle, progress=_log_validations, **kwargs)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    out.print(f"trained {result.steps} steps: {shown or 'no validation ran'}")
+    out.print(f"bundle: {result.output}  (weights: {result.model.relative_to(result.output)})")
+
+
+def _log_validations(*, step, total, loss, metrics) -> None:
+    if metrics is not None:
+        err.print(f"step {step}/{total}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+
+class _Bar:
+    """A rich progress bar: step, loss, last validation IoU, it/s and ETA."""
+
+    def __init__(self):
+        self.progress = Progress(
+            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("val_iou {task.fields[val]}"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+        )
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def update(self, *, step, total, loss, metrics) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("train", total=total, completed=step, loss="-", val="-", rate="")
+        fields = {}
+        if loss is not None:
+            fields["loss"] = f"{loss:.4f}"
+        if metrics:
+            fields["val"] = f"{metrics.get('val_iou', float('nan')):.3f}"
+        speed = self.progress.tasks[self.task].speed
+        fields["rate"] = f"{speed:.2f} it/s" if speed else ""
+        self.progress.update(self.task, completed=step, **fields)
