@@ -1,0 +1,149 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from unetkit.losses import WeightMapCrossEntropyLoss
+from unetkit.networks import UNet
+
+
+def hand_loss(logits, classes, weights):
+    """-mean(w * log softmax[class]) written out pixel by pixel."""
+    b, c, *spatial = logits.shape
+    total = 0.0
+    flat_logits = logits.permute(0, *range(2, logits.ndim), 1).reshape(-1, c).tolist()
+    for z, k, w in zip(flat_logits, classes.reshape(-1).tolist(), weights.reshape(-1).tolist()):
+        log_sum = math.log(sum(math.exp(v) for v in z))
+        total += -w * (z[int(k)] - log_sum)
+    return total / len(flat_logits)
+
+
+def test_equals_a_hand_computation():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5, generator=g)
+    classes = torch.randint(0, 3, (2, 1, 4, 5), generator=g).float()
+    weights = torch.rand(2, 1, 4, 5, generator=g) * 10
+    loss = WeightMapCrossEntropyLoss()(logits, torch.cat([classes, weights], 1))
+    assert loss.item() == pytest.approx(hand_loss(logits, classes, weights), rel=1e-5)
+
+
+def test_crop_is_central():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(1, 2, 5, 6, generator=g)
+    centre = (slice(None), slice(None), slice(2, 7), slice(1, 7))  # 9 -> 5 starts at 2, 8 -> 6 at 1
+    classes = torch.randint(0, 2, (1, 1, 9, 8), generator=g).float()
+    weights = torch.zeros(1, 1, 9, 8)
+    weights[centre] = torch.rand(1, 1, 5, 6, generator=g) + 0.5
+    full = WeightMapCrossEntropyLoss()(logits, classes, weights)
+    cropped = WeightMapCrossEntropyLoss()(logits, classes[centre], weights[centre])
+    assert full.item() == pytest.approx(cropped.item(), rel=1e-6)
+    assert full.item() == pytest.approx(hand_loss(logits, classes[centre], weights[centre]), rel=1e-5)
+    shifted = (slice(None), slice(None), slice(3, 8), slice(1, 7))
+    assert WeightMapCrossEntropyLoss()(logits, classes[shifted], weights[shifted]).item() != pytest.approx(full.item())
+
+
+def test_two_channel_target_equals_separate_weight():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(2, 2, 3, 3, generator=g)
+    classes = torch.randint(0, 2, (2, 1, 7, 7), generator=g).float()
+    weights = torch.rand(2, 1, 7, 7, generator=g)
+    loss = WeightMapCrossEntropyLoss()
+    assert loss(logits, torch.cat([classes, weights], 1)).item() == loss(logits, classes, weights).item()
+
+
+def test_zero_weight_gives_zero_loss_and_zero_gradient():
+    logits = torch.randn(1, 2, 4, 4, requires_grad=True)
+    target = torch.zeros(1, 2, 4, 4)
+    target[:, 0] = 1
+    loss = WeightMapCrossEntropyLoss()(logits, target)
+    loss.backward()
+    assert loss.item() == 0.0 and logits.grad.abs().max().item() == 0.0
+
+
+def test_gradient_is_weighted_softmax_minus_one_hot():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(1, 2, 3, 4, generator=g, requires_grad=True)
+    classes = torch.randint(0, 2, (1, 3, 4), generator=g)
+    weights = torch.rand(1, 1, 3, 4, generator=g) * 5
+    WeightMapCrossEntropyLoss()(logits, classes[:, None].float(), weights).backward()
+    one_hot = torch.nn.functional.one_hot(classes, 2).permute(0, 3, 1, 2)
+    expected = (logits.detach().softmax(1) - one_hot) * weights / 12
+    torch.testing.assert_close(logits.grad, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_works_in_3d_with_reductions():
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(1, 2, 3, 4, 5, generator=g)
+    classes = torch.randint(0, 2, (1, 5, 6, 7), generator=g).float()
+    target = torch.stack([classes, torch.rand(1, 5, 6, 7, generator=g)], 1)
+    per_pixel = WeightMapCrossEntropyLoss(reduction="none")(logits, target)
+    assert per_pixel.shape == (1, 3, 4, 5)
+    total = WeightMapCrossEntropyLoss(reduction="sum")(logits, target)
+    assert total.item() == pytest.approx(per_pixel.sum().item(), rel=1e-6)
+    mean = WeightMapCrossEntropyLoss()(logits, target).item()
+    centre = target[..., 1:4, 1:5, 1:6]
+    assert mean == pytest.approx(hand_loss(logits, centre[:, :1], centre[:, 1:]), rel=1e-5)
+
+
+def test_numerically_stable_for_huge_logits():
+    logits = torch.tensor([[[[1e4]], [[-1e4]]]], requires_grad=True)
+    loss = WeightMapCrossEntropyLoss()(logits, torch.tensor([[[[1.0]], [[2.0]]]]))
+    loss.backward()
+    assert loss.item() == pytest.approx(2 * 2e4) and torch.isfinite(logits.grad).all()
+
+
+def test_trains_a_valid_unet_on_input_sized_targets():
+    torch.manual_seed(0)
+    net = UNet(features=(4, 8, 16, 32, 64))
+    image = torch.rand(1, 1, 188, 188)
+    target = torch.stack([(image[:, 0] > 0.5).float(), torch.ones(1, 188, 188)], 1)
+    logits = net(image)
+    assert logits.shape == (1, 2, 4, 4)
+    loss = WeightMapCrossEntropyLoss()(logits, target)
+    loss.backward()
+    grads = [p.grad for p in net.parameters()]
+    assert torch.isfinite(loss) and all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+
+
+def test_argument_errors_name_the_shapes():
+    loss = WeightMapCrossEntropyLoss()
+    logits = torch.zeros(1, 2, 5, 5)
+    with pytest.raises(ValueError, match=r"cannot crop target of spatial size \(4, 6\) to the network output \(5, 5\)"):
+        loss(logits, torch.zeros(1, 2, 4, 6))
+    with pytest.raises(ValueError, match=r"target \(1, 3, 7, 7\) must have 2 channels"):
+        loss(logits, torch.zeros(1, 3, 7, 7))
+    with pytest.raises(ValueError, match=r"target and weight must both be \(B, 1, \*spatial\)"):
+        loss(logits, torch.zeros(1, 2, 7, 7), torch.zeros(1, 1, 7, 7))
+    with pytest.raises(ValueError, match=r"same batch size.*logits \(1, 2, 5, 5\) and target \(2, 2, 7, 7\)"):
+        loss(logits, torch.zeros(2, 2, 7, 7))
+    with pytest.raises(ValueError, match=r"class indices must lie in 0..1 .* got 2..2"):
+        loss(logits, torch.stack([torch.full((1, 5, 5), 2.0), torch.ones(1, 5, 5)], 1))
+    with pytest.raises(ValueError, match="reduction='avg'"):
+        WeightMapCrossEntropyLoss(reduction="avg")
+
+
+def test_bundle_style_pipeline_feeds_the_loss():
+    from monai.transforms import CastToTyped, Compose, ConcatItemsd
+
+    from unetkit.transforms import InstanceToSemanticd, RandPaperElasticd, WeightMapd
+
+    lab = np.zeros((1, 41, 45), np.uint16)
+    lab[0, 5:20, 5:22], lab[0, 5:20, 22:40], lab[0, 24:38, 10:30] = 3, 8, 2
+    image = np.random.default_rng(0).random((1, 41, 45)).astype(np.float32)
+    pipeline = Compose([
+        WeightMapd("label", weight_key="weight"),
+        InstanceToSemanticd("label"),
+        RandPaperElasticd(["image", "label", "weight"], mode=("bicubic", "nearest")),
+        CastToTyped(["image", "label", "weight"], dtype="float32"),
+        ConcatItemsd(["label", "weight"], name="label"),
+    ]).set_random_state(seed=0)
+    out = pipeline({"image": image, "label": lab})
+    target = torch.as_tensor(out["label"])[None]
+    assert target.shape == (1, 2, 41, 45) and set(target[0, 0].unique().tolist()) == {0.0, 1.0}
+    assert target[0, 1].min() >= 0 and target[0, 1].max() > 5  # the border term survived the warp
+    logits = torch.zeros(1, 2, 21, 25, requires_grad=True)
+    loss = WeightMapCrossEntropyLoss()(logits, target)
+    loss.backward()
+    assert loss.item() == pytest.approx(math.log(2) * target[0, 1, 10:31, 10:35].mean().item(), rel=1e-5)

@@ -1,0 +1,34 @@
+"""MONAI-style transforms: loading, the paper's weight map and elastic deformation, label conversions.
+
+Each array transform does the work; its ``d`` twin builds it and maps dictionary keys (MONAI's
+``ScaleIntensity`` / ``ScaleIntensityd`` pattern), so they compose with MONAI's own transforms.
+"""
+
+from unetkit.transforms.elastic import PaperElastic, RandPaperElastic, RandPaperElasticd, dense_displacement
+from unetkit.transforms.instances import AsInstances, AsInstancesd, label_foreground
+from unetkit.transforms.intensity import PercentileNormalize, PercentileNormalized
+from unetkit.transforms.labels import InstanceToSemantic, InstanceToSemanticd, separate_touching
+from unetkit.transforms.weight_map import WeightMap, WeightMapd, border_cutoff, two_nearest_distances, weight_map
+from unetkit.transforms.load import LoadImage, LoadImaged
+
+__all__ = [
+    "AsInstances",
+    "AsInstancesd",
+    "InstanceToSemantic",
+    "InstanceToSemanticd",
+    "LoadImage",
+    "LoadImaged",
+    "PaperElastic",
+    "PercentileNormalize",
+    "PercentileNormalized",
+    "RandPaperElastic",
+    "RandPaperElasticd",
+    "WeightMap",
+    "WeightMapd",
+    "border_cutoff",
+    "dense_displacement",
+    "label_foreground",
+    "separate_touching",
+    "two_nearest_distances",
+    "weight_map",
+]

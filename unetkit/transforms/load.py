@@ -1,0 +1,175 @@
+"""Load image files as channel-first arrays, with their :class:`~unetkit.io.ImageMeta` (MONAI's ``LoadImage``
+and ``EnsureChannelFirst`` in one step, reading through :mod:`unetkit.io`).
+
+Why not MONAI's own ``LoadImage``: its PIL reader keeps only the first page of a multi-page TIFF and its ITK
+reader transposes stacks to ``(X, Y, Z)`` without axis names (see :mod:`unetkit.io.tiff`); and training on one
+slice of an ISBI 2012 volume needs only that slice read (``frame``), not the whole stack.
+
+Channel handling: a grey image ``(*spatial)`` becomes ``(1, *spatial)``; an RGB TIFF ``(Y, X, S)`` becomes
+``(S, Y, X)``; an ImageJ/OME channel axis ``C`` moves to the front. Other axes (``T``, ``Z``) stay where they
+are and count as spatial; pass a frame to take one time point or slice along the file's first axis.
+
+The dictionary twin stores the meta under ``f"{key}_meta"`` (:data:`META_SUFFIX`). MONAI's own suffix,
+``_meta_dict``, is avoided on purpose: MONAI transforms that find it expect a plain dict there.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from typing import Hashable, Mapping
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
+from monai.utils import dtype_torch_to_numpy
+from torch.utils.data._utils.collate import default_collate_fn_map
+
+from unetkit.errors import ImageReadError
+from unetkit.io import ImageMeta, read_image
+from unetkit.io.meta import CHANNEL
+
+__all__ = ["LoadImage", "LoadImaged", "META_SUFFIX"]
+
+META_SUFFIX = "_meta"
+"""``LoadImaged`` stores the meta of ``data[key]`` under ``key + META_SUFFIX`` (``"image_meta"``)."""
+
+
+def _collate_metas(batch, *, collate_fn_map=None):
+    return list(batch)
+
+
+# A batch of dicts holding ImageMeta would stop torch's default_collate (and MONAI's list_data_collate,
+# which calls it) with "batch must contain tensors, numpy arrays, numbers, dicts or lists"; batched, the
+# metas stay a list, one per item, as MONAI does with file names.
+default_collate_fn_map.setdefault(ImageMeta, _collate_metas)
+
+
+class LoadImage(Transform):
+    """File path -> channel-first numpy array ``(C, *spatial)``, e.g. ``(1, H, W)`` or ``(3, H, W)`` for RGB.
+
+    Args:
+        dtype: output dtype (float32 by default, for images); None keeps the file's dtype (labels).
+        ensure_channel_first: add or move the channel axis to the front (see the module docstring);
+            False returns the array in the file's own axis order.
+        mmap: return a memory map of the file where :func:`~unetkit.io.read_image` can (uncompressed TIFF,
+            ``.nii``) and no dtype conversion is needed, so a huge image is not loaded whole.
+
+    Examples:
+        >>> import tempfile
+        >>> from unetkit.io import write_image
+        >>> p = write_image(tempfile.mkdtemp() + "/stack.tif", np.zeros((4, 33, 37), np.uint8))
+        >>> LoadImage()(p).shape, LoadImage()(p).dtype
+        ((1, 4, 33, 37), dtype('float32'))
+        >>> img = LoadImage(dtype=None)(p, frame=2)  # one slice, file dtype
+        >>> img.shape, img.dtype
+        ((1, 33, 37), dtype('uint8'))
+    """
+
+    def __init__(self, dtype=np.float32, *, ensure_channel_first: bool = True, mmap: bool = False):
+        self.dtype = _numpy_dtype(dtype)
+        self.ensure_channel_first = ensure_channel_first
+        self.mmap = mmap
+
+    def __call__(self, path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
+        """Load ``path`` (index ``frame`` along the file's first axis, if given)."""
+        return self.load(path, frame)[0]
+
+    def load(self, path: str | os.PathLike, frame: int | None = None) -> tuple[np.ndarray, ImageMeta]:
+        """Like calling the transform, and also return the :class:`ImageMeta` of the array returned.
+
+        Raises:
+            ImageReadError: the file cannot be read, ``frame`` is not an index of its first axis, or it has
+                both a ``C`` and an ``S`` axis.
+        """
+        # With a frame, map the file so that only that frame's bytes are read (one slice of an ISBI stack).
+        mapped = self.mmap or frame is not None
+        arr, meta = read_image(path, mmap=mapped)
+        if frame is not None:
+            index = _frame_index(frame, arr, meta)
+            arr, meta = arr[index], meta.select(0, index)
+        if self.ensure_channel_first:
+            arr, meta = _channel_first(arr, meta)
+        # native byte order: a memory map of a big-endian file would otherwise reach torch, which refuses it
+        dtype = arr.dtype.newbyteorder("=") if self.dtype is None else self.dtype
+        if mapped and not (self.mmap and dtype == arr.dtype):
+            arr = np.array(arr, dtype=dtype, order="C")  # a copy in memory, off the map
+        elif not mapped:
+            arr = np.ascontiguousarray(arr, dtype=dtype)
+        return arr, meta.replace(dtype=arr.dtype.name)
+
+
+class LoadImaged(MapTransform):
+    """Dictionary twin of :class:`LoadImage`: ``data[key]`` path -> array, meta in ``data[key + "_meta"]``.
+
+    Args:
+        keys: keys of the paths to load.
+        dtype: as :class:`LoadImage` (None for labels, to keep their integer type).
+        frame_key: if the dict has this key, its integer value picks one frame along each file's first axis
+            (the layouts in :mod:`unetkit.data` use ``"frame"`` for ISBI 2012 slices).
+        ensure_channel_first: as :class:`LoadImage`.
+        allow_missing_keys: skip keys the dict does not have instead of raising ``KeyError``.
+
+    Examples:
+        >>> import tempfile
+        >>> from unetkit.io import write_image
+        >>> p = write_image(tempfile.mkdtemp() + "/labels.tif", np.zeros((30, 33, 37), np.uint8))
+        >>> d = LoadImaged("label", dtype=None, frame_key="frame")({"label": str(p), "frame": 7})
+        >>> d["label"].shape, d["label_meta"].axes, d["label_meta"].source == str(p)
+        ((1, 33, 37), 'CYX', True)
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        *,
+        dtype=np.float32,
+        frame_key: str | None = None,
+        ensure_channel_first: bool = True,
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.loader = LoadImage(dtype, ensure_channel_first=ensure_channel_first)
+        self.frame_key = frame_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        frame = d.get(self.frame_key) if self.frame_key is not None else None
+        for key in self.key_iterator(d):
+            d[key], d[f"{key}{META_SUFFIX}"] = self.loader.load(d[key], frame)
+        return d
+
+
+def _numpy_dtype(dtype) -> np.dtype | None:
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype):
+        return np.dtype(dtype_torch_to_numpy(dtype))
+    return np.dtype(dtype)
+
+
+def _frame_index(frame, arr: np.ndarray, meta: ImageMeta) -> int:
+    try:
+        index = operator.index(frame)
+    except TypeError:
+        raise ImageReadError(f"frame {frame!r} is not an integer index", path=meta.source) from None
+    image_axes = sum(a not in CHANNEL for a in meta.axes)
+    if image_axes < 3:
+        raise ImageReadError(f"frame {index} asked of a single {image_axes}D image (axes {meta.axes})",
+                             path=meta.source, fix="drop the frame from the data list item")
+    if not 0 <= index < arr.shape[0]:
+        raise ImageReadError(f"frame {index} is out of range: the file has {arr.shape[0]} along its first axis "
+                             f"({meta.axes[0]})", path=meta.source, fix="frames count from 0")
+    return index
+
+
+def _channel_first(arr: np.ndarray, meta: ImageMeta) -> tuple[np.ndarray, ImageMeta]:
+    channels = [i for i, a in enumerate(meta.axes) if a in CHANNEL]
+    if len(channels) > 1:
+        raise ImageReadError(f"has both a channel and a sample axis (axes {meta.axes})", path=meta.source,
+                             fix="load it with ensure_channel_first=False and merge them")
+    if not channels:
+        return arr[None], meta.insert_axis(0, "C")
+    moved = meta.move_axis(channels[0], 0)
+    return np.moveaxis(arr, channels[0], 0), moved.replace(axes="C" + moved.axes[1:])
