@@ -1,10 +1,33 @@
-"""``unetkit doctor``."""
+"""``unetkit doctor``: what is installed, what works, and the fix for what does not."""
 
 from __future__ import annotations
 
-from unetkit.errors import UnetkitError
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from unetkit.cli.console import out
+
+_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
 
-def doctor() -> None:
-    """Not built yet."""
-    raise UnetkitError("'unetkit doctor' is not implemented yet")
+def doctor(
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="An output folder to check for write access.")] = None,
+) -> None:
+    """Check Python, torch, CUDA (build, driver, GPUs, free memory), MONAI, extras, folders and a forward pass."""
+    from unetkit.diagnostics import run_checks
+
+    checks = run_checks(output=output)
+    table = Table(title="unetkit doctor")
+    for col in ("check", "status", "detail", "fix"):
+        table.add_column(col)
+    for c in checks:
+        table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status}[/]", c.detail, c.fix)
+    out.print(table)
+    failed = [c.name for c in checks if c.status == "fail"]
+    if failed:
+        out.print(f"[bold red]broken:[/] {', '.join(failed)}: train/infer will not work until fixed")
+        raise typer.Exit(code=1)
+    out.print("ready: train and infer can run here" + ("" if any(c.name.startswith("cuda:") for c in checks) else " (CPU only)"))

@@ -1,0 +1,256 @@
+"""Ignite handlers that a bundle's train config names: validation by step, checkpoints that can be
+resumed bit for bit, the metrics table and curves, and a stop on a non-finite loss.
+
+Each has MONAI's handler shape (settings in ``__init__``, ``attach(engine)``), so a train config lists
+them under ``train#handlers`` and they run the same under ``unetkit train`` and MONAI's own runner. Only
+the main process (rank 0) writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from ignite.engine import Engine, Events
+
+from unetkit.errors import TrainingError
+
+__all__ = [
+    "ValidateEvery",
+    "StepCheckpointer",
+    "MetricsLogger",
+    "StopOnNonFinite",
+    "TrainingProgress",
+    "latest_checkpoint",
+    "is_main_process",
+]
+
+logger = logging.getLogger(__name__)
+_CKPT = re.compile(r"ckpt_step_(\d+)\.pt$")
+
+
+def is_main_process() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _loss(engine: Engine) -> float:
+    out = engine.state.output
+    if isinstance(out, list):  # MONAI decollates the batch: every item carries the batch's loss
+        out = out[0]
+    value = out["loss"] if isinstance(out, dict) else out
+    return float(value.item() if isinstance(value, torch.Tensor) else value)
+
+
+def _bare(network: torch.nn.Module) -> torch.nn.Module:
+    return network.module if hasattr(network, "module") else network
+
+
+class ValidateEvery:
+    """Run ``validator`` every ``interval`` training steps and after the last step.
+
+    Args:
+        validator: a MONAI evaluator (``validate#evaluator``).
+        interval: steps between validations (the bundle's ``val_interval``).
+    """
+
+    def __init__(self, validator, interval: int):
+        if interval < 1:
+            raise ValueError(f"val_interval must be >= 1, got {interval}")
+        self.validator = validator
+        self.interval = int(interval)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self)
+        engine.add_event_handler(Events.COMPLETED, self._at_end)
+
+    def _at_end(self, engine: Engine) -> None:
+        if engine.state.iteration % self.interval:
+            self(engine)
+
+    def __call__(self, engine: Engine) -> None:
+        self.validator.run(engine.state.epoch)
+
+
+class StopOnNonFinite:
+    """Stop training with a :class:`~unetkit.errors.TrainingError` when the loss becomes NaN or infinite.
+
+    The checkpoints written so far stay; the message names the last one. List it first among the
+    handlers so it runs before any checkpoint of the same step.
+    """
+
+    def __init__(self, ckpt_dir: str | os.PathLike | None = None):
+        self.ckpt_dir = ckpt_dir
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        loss = _loss(engine)
+        if math.isfinite(loss):
+            return
+        last = latest_checkpoint(self.ckpt_dir) if self.ckpt_dir else None
+        keep = f"last good checkpoint: {last}" if last else "no checkpoint was written yet"
+        raise TrainingError(
+            f"the loss became {loss} at step {engine.state.iteration}; training stopped ({keep})",
+            fix="lower the learning rate (--set optimizer::lr=...) and run again, with --resume to go on from it",
+        )
+
+
+def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint of the highest step in ``ckpt_dir``, or None."""
+    d = Path(ckpt_dir)
+    found = [(int(m.group(1)), p) for p in d.glob("ckpt_step_*.pt") if (m := _CKPT.search(p.name))]
+    return max(found)[1] if found else None
+
+
+class StepCheckpointer:
+    """Write ``ckpt_step_<k>.pt`` every ``interval`` steps and at the end, and the final weights.
+
+    A checkpoint holds the network and optimizer state, the step and the RNG states, which with
+    :class:`~unetkit.training.StepDataset` is all a resume needs to continue bit for bit (on CPU). At the
+    end of training the network's state dict goes to ``final_model`` (a bundle's ``models/model.pt``),
+    loadable with ``torch.load(..., weights_only=True)``.
+
+    Args:
+        save_dir: folder for the checkpoints.
+        network: the network (DDP-wrapped or not).
+        optimizer: its optimizer.
+        interval: steps between checkpoints.
+        final_model: path of the final weights, or None.
+        keep: how many checkpoints to keep (older ones are removed); 0 keeps all.
+    """
+
+    def __init__(self, save_dir, network, optimizer, interval: int, final_model=None, keep: int = 3):
+        self.save_dir = Path(save_dir)
+        self.network = network
+        self.optimizer = optimizer
+        self.interval = int(interval)
+        self.final_model = None if final_model is None else Path(final_model)
+        self.keep = int(keep)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.save)
+        engine.add_event_handler(Events.COMPLETED, self._at_end)
+
+    def state(self, engine: Engine) -> dict:
+        return {
+            "step": engine.state.iteration,
+            "network": _bare(self.network).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def save(self, engine: Engine) -> None:
+        if not is_main_process():
+            return
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        target = self.save_dir / f"ckpt_step_{engine.state.iteration}.pt"
+        _atomic_torch_save(self.state(engine), target)
+        if self.keep:
+            old = sorted(self.save_dir.glob("ckpt_step_*.pt"), key=lambda p: int(_CKPT.search(p.name).group(1)))
+            for p in old[: -self.keep]:
+                p.unlink(missing_ok=True)
+
+    def _at_end(self, engine: Engine) -> None:
+        if engine.state.iteration % self.interval:
+            self.save(engine)
+        if self.final_model is not None and is_main_process():
+            self.final_model.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_torch_save(_bare(self.network).state_dict(), self.final_model)
+
+
+def _atomic_torch_save(obj, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class MetricsLogger:
+    """After each validation, add a row to ``metrics.csv`` and redraw ``training_curves.png``.
+
+    Columns: ``step`` (training step), ``loss`` (mean training loss since the previous row), then one column
+    per validation metric (``val_iou``, ``val_seg``, ...). A resumed run appends to the table.
+
+    Args:
+        output_dir: where ``metrics.csv`` and ``training_curves.png`` go.
+        validator: the evaluator whose ``state.metrics`` to record (the same one :class:`ValidateEvery` runs).
+    """
+
+    def __init__(self, output_dir, validator):
+        self.output_dir = Path(output_dir)
+        self.validator = validator
+        self._losses: list[float] = []
+        self._trainer: Engine | None = None
+
+    @property
+    def csv_path(self) -> Path:
+        return self.output_dir / "metrics.csv"
+
+    def attach(self, engine: Engine) -> None:
+        self._trainer = engine
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: self._losses.append(_loss(e)))
+        self.validator.add_event_handler(Events.COMPLETED, self._row)
+
+    def _started(self, engine: Engine) -> None:
+        if is_main_process() and engine.state.iteration == 0:
+            self.csv_path.unlink(missing_ok=True)  # a fresh run starts a fresh table
+
+    def _row(self, validator: Engine) -> None:
+        if not is_main_process() or self._trainer is None:
+            return
+        metrics = {k: float(v) for k, v in validator.state.metrics.items() if isinstance(v, (int, float))}
+        loss = sum(self._losses) / len(self._losses) if self._losses else float("nan")
+        self._losses.clear()
+        row = {"step": self._trainer.state.iteration, "loss": loss, **metrics}
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        new = not self.csv_path.exists()
+        with open(self.csv_path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        try:
+            from unetkit.training.curves import plot_curves
+
+            plot_curves(self.csv_path, self.output_dir / "training_curves.png")
+        except Exception as e:  # a plot must never stop a training run
+            logger.warning("could not draw training curves: %s", e)
+
+
+class TrainingProgress:
+    """Call ``callback(step, total, loss)`` after each step and ``callback(step, total, loss, metrics)``
+    after each validation, so a front end (the CLI's rich progress bar) can show them."""
+
+    def __init__(self, callback: Callable[..., None], validator=None):
+        self.callback = callback
+        self.validator = validator
+        self._trainer: Engine | None = None
+
+    def attach(self, engine: Engine) -> None:
+        self._trainer = engine
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._step)
+        if self.validator is not None:
+            self.validator.add_event_handler(Events.COMPLETED, self._validated)
+
+    def _total(self, engine: Engine) -> int:
+        return engine.state.epoch_length * engine.state.max_epochs
+
+    def _step(self, engine: Engine) -> None:
+        self.callback(step=engine.state.iteration, total=self._total(engine), loss=_loss(engine), metrics=None)
+
+    def _validated(self, validator: Engine) -> None:
+        t = self._trainer
+        metrics = {k: float(v) for k, v in validator.state.metrics.items() if isinstance(v, (int, float))}
+        self.callback(step=t.state.iteration, total=self._total(t), loss=None, metrics=metrics)

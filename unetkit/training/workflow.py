@@ -1,0 +1,293 @@
+"""``train_bundle``: run a bundle's ``train.json`` and leave a complete, runnable bundle behind.
+
+The bundle's own config does the training (MONAI's ``SupervisedTrainer`` with the handlers it lists), so
+``unetkit train`` and ``python -m monai.bundle run --config_file configs/train.json`` train the same way.
+What unetkit adds around it: copying the bundle to the output folder with the overrides written into its
+configs, a clear line when the data set is missing, resuming from the last checkpoint, a progress
+callback, and ``run_info.json`` (seed, versions, overrides, git state) next to the results.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from unetkit.bundle.config import CONFIG_NAMES, apply_overrides, get_key, read_config, write_config
+from unetkit.bundle.loader import open_bundle
+from unetkit.errors import DataError, TrainingError, UnetkitError
+from unetkit.training.handlers import TrainingProgress, latest_checkpoint
+
+__all__ = ["train_bundle", "TrainResult"]
+
+logger = logging.getLogger(__name__)
+
+# Results of a run; never copied from a source bundle into a fresh output.
+_RUN_OUTPUTS = ("models", "checkpoints", "metrics.csv", "training_curves.png", "run_info.json", "eval")
+
+
+@dataclass
+class TrainResult:
+    """What a training run left behind."""
+
+    output: Path
+    steps: int
+    model: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def train_bundle(
+    bundle: str | os.PathLike,
+    *,
+    data: str | os.PathLike | None = None,
+    output: str | os.PathLike | None = None,
+    steps: int | None = None,
+    epochs: int | None = None,
+    device: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    progress: Callable[..., None] | None = None,
+    trust: bool = False,
+) -> TrainResult:
+    """Train a bundle with its ``configs/train.json``; write a runnable bundle to ``output``.
+
+    Args:
+        bundle: bundle folder (or zip).
+        data: the data set folder (the config's ``dataset_dir``); default: the config's own.
+        output: where the trained bundle goes (default: the bundle folder itself): ``configs/`` with the
+            overrides applied, ``models/model.pt``, ``checkpoints/``, ``metrics.csv``,
+            ``training_curves.png``, ``run_info.json``.
+        steps: training steps (the config's ``max_steps``); exclusive with ``epochs``.
+        epochs: passes over the training data list, turned into steps.
+        device: "cpu", "cuda" or "cuda:N"; default: the config's (CUDA when available).
+        resume: continue from the last checkpoint in ``output/checkpoints``.
+        overwrite: start afresh even if ``output`` holds checkpoints of an earlier run (they are removed).
+        overrides: config overrides, MONAI ids to values (``{"network_def::features": [16, 32, 64]}``).
+        seed: the run's seed (the config's ``seed``).
+        progress: called as ``progress(step=, total=, loss=, metrics=)`` after each step and validation.
+        trust: skip the safety scan of the bundle's configs.
+
+    Raises:
+        UnetkitError: bad options, a missing data set, nothing to resume, a non-finite loss.
+    """
+    if steps is not None and epochs is not None:
+        raise TrainingError("--steps and --epochs exclude each other: give one")
+    if (steps is not None and steps < 1) or (epochs is not None and epochs < 1):
+        raise TrainingError(f"--steps/--epochs must be >= 1, got {steps if steps is not None else epochs}")
+    if resume and overwrite:
+        raise TrainingError("--resume and --overwrite exclude each other")
+    device = _check_device(device)
+    src = open_bundle(bundle, trust=trust)
+    out = Path(output).resolve() if output is not None else src
+    ckpt_dir = out / "checkpoints"
+    if not resume and latest_checkpoint(ckpt_dir) is not None:
+        if not overwrite:
+            raise TrainingError(
+                "holds checkpoints of an earlier run", path=ckpt_dir,
+                fix="pass --resume to continue it, --overwrite to start afresh, or another --output",
+            )
+        shutil.rmtree(ckpt_dir)
+    if resume and latest_checkpoint(ckpt_dir) is None:
+        raise TrainingError("nothing to resume: no checkpoint found", path=ckpt_dir, fix="train without --resume first")
+
+    configs, metadata = _read_bundle(src)
+    persistent = dict(overrides or {})
+    if seed is not None:
+        persistent["seed"] = seed
+    apply_overrides(configs, persistent)
+    train_cfg = configs["train.json"]
+    dataset_dir = _dataset_dir(train_cfg, metadata, data)
+    if epochs is not None:
+        steps = epochs * _steps_per_epoch(train_cfg, dataset_dir)
+    if steps is not None:
+        apply_overrides({"train.json": train_cfg}, {"max_steps": steps})
+    _write_bundle(src, out, configs)
+
+    runtime = {"bundle_root": str(out), "dataset_dir": str(dataset_dir)}
+    if device is not None:
+        runtime["device"] = device
+    _record_run(out, src, persistent, runtime, resume)
+    try:
+        _run(out, runtime, resume=resume, progress=progress)
+    except Exception as e:
+        mine = _user_error(e)
+        if mine is e:
+            raise
+        raise mine from None
+    metrics = _last_metrics(out / "metrics.csv")
+    _record_metrics(out, metrics)
+    return TrainResult(output=out, steps=int(train_cfg.get("max_steps", 0)), model=out / "models" / "model.pt",
+                       metrics=metrics)
+
+
+def _check_device(device: str | None) -> str | None:
+    if device is None or device == "auto":
+        return None
+    if device == "cpu":
+        return device
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise TrainingError(f"--device {device}: CUDA is not available here", fix="use --device cpu, or see `unetkit doctor`")
+        return device
+    raise TrainingError(f"--device {device}: expected cpu, cuda or cuda:N")
+
+
+def _read_bundle(src: Path) -> tuple[dict[str, dict], dict]:
+    configs = {name: read_config(src / "configs" / name) for name in CONFIG_NAMES if (src / "configs" / name).is_file()}
+    if "train.json" not in configs:
+        raise UnetkitError("this bundle has no configs/train.json, so it cannot be trained", path=src)
+    meta_path = src / "configs" / "metadata.json"
+    return configs, read_config(meta_path) if meta_path.is_file() else {}
+
+
+def _dataset_dir(train_cfg: dict, metadata: dict, data) -> Path:
+    name = (metadata.get("unetkit") or {}).get("dataset")
+    if data is not None:
+        path = Path(data).expanduser().resolve()
+    else:
+        raw = train_cfg.get("dataset_dir")
+        if isinstance(raw, dict) and raw.get("_target_") == "unetkit.data.dataset_path":
+            from unetkit.data import dataset_path
+
+            path = Path(dataset_path(raw.get("name", name)))
+        elif isinstance(raw, str) and not raw.startswith(("$", "@", "%")):
+            path = Path(raw).expanduser().resolve()
+        else:
+            raise DataError("the bundle's train.json names no data folder", fix="pass --data DIR")
+    if not path.is_dir():
+        fix = f"run `unetkit data fetch {name}`, or pass --data DIR" if name else "pass --data DIR"
+        raise DataError("training data not found", path=path, fix=fix)
+    return path
+
+
+def _steps_per_epoch(train_cfg: dict, dataset_dir: Path) -> int:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser(json.loads(json.dumps(train_cfg)))
+    parser["dataset_dir"] = str(dataset_dir)
+    n = len(parser.get_parsed_content("train::datalist"))
+    return max(1, math.ceil(n / int(get_key(train_cfg, "batch_size", 1))))
+
+
+def _write_bundle(src: Path, out: Path, configs: dict[str, dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if out != src:
+        for item in src.iterdir():
+            if item.name in _RUN_OUTPUTS or item.name.startswith("."):
+                continue
+            target = out / item.name
+            if item.is_dir():
+                shutil.copytree(item, target, dirs_exist_ok=True)
+            else:
+                shutil.copy2(item, target)
+    for name, config in configs.items():
+        write_config(out / "configs" / name, config)
+
+
+def _run(out: Path, runtime: dict, *, resume: bool, progress) -> None:
+    from monai.bundle import ConfigWorkflow
+
+    logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)  # its notes on logging.conf are not for our users
+    wf = ConfigWorkflow(
+        config_file=str(out / "configs" / "train.json"),
+        meta_file=str(out / "configs" / "metadata.json"),
+        logging_file=False,
+        workflow_type="train",
+        **runtime,
+    )
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train::trainer")
+    if resume:
+        _resume(wf.parser, trainer, latest_checkpoint(out / "checkpoints"))
+    if progress is not None:
+        validator = wf.parser.get_parsed_content("validate::evaluator") if "validate::evaluator" in wf.parser else None
+        TrainingProgress(progress, validator).attach(trainer)
+    wf.run()
+    wf.finalize()
+
+
+def _resume(parser, trainer, ckpt: Path) -> None:
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    network = parser.get_parsed_content("network")
+    (network.module if hasattr(network, "module") else network).load_state_dict(state["network"])
+    parser.get_parsed_content("optimizer").load_state_dict(state["optimizer"])
+    step = int(state["step"])
+    total = trainer.state.epoch_length * trainer.state.max_epochs
+    if step >= total:
+        raise TrainingError(
+            f"the last checkpoint is at step {step}, and this run has {total} steps: nothing left to do",
+            path=ckpt, fix="pass a larger --steps to train further",
+        )
+    parser.get_parsed_content("train::dataset").resume_at(step)
+    trainer.state.iteration = step
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    logger.info("resuming from %s (step %d)", ckpt, step)
+
+
+def _user_error(e: BaseException) -> BaseException:
+    """MONAI wraps errors raised while building components; dig out ours so the user sees one clear line."""
+    seen = e
+    while seen is not None:
+        if isinstance(seen, UnetkitError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return e
+
+
+def _last_metrics(csv_path: Path) -> dict[str, float]:
+    if not csv_path.is_file():
+        return {}
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: float(v) for k, v in rows[-1].items() if k != "step"} if rows else {}
+
+
+def _record_metrics(out: Path, metrics: dict[str, float]) -> None:
+    meta_path = out / "configs" / "metadata.json"
+    if meta_path.is_file() and metrics:
+        meta = read_config(meta_path)
+        meta["eval_metrics"] = {k: round(v, 4) for k, v in metrics.items() if k.startswith("val_")}
+        write_config(meta_path, meta)
+
+
+def _git_state(path: Path) -> dict:
+    def git(*args):
+        r = subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10)
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    try:
+        commit = git("rev-parse", "HEAD")
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--", ".")) if commit else None}
+
+
+def _record_run(out: Path, src: Path, overrides: dict, runtime: dict, resume: bool) -> None:
+    import monai
+
+    import unetkit
+
+    info = {
+        "bundle": str(src),
+        "overrides": overrides,
+        "runtime": runtime,
+        "resume": resume,
+        "versions": {"unetkit": unetkit.__version__, "torch": torch.__version__, "monai": monai.__version__,
+                     "python": platform.python_version()},
+        "git": _git_state(src),
+    }
+    (out / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
