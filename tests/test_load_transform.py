@@ -1,0 +1,156 @@
+"""LoadImage / LoadImaged: channel-first arrays, dtypes, frames of a stack, metas that travel with the data."""
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from monai.data import list_data_collate
+from torch.utils.data import DataLoader
+
+from unetkit.errors import ImageReadError
+from unetkit.io import ImageMeta, read_image, write_image
+from unetkit.transforms.load import LoadImage, LoadImaged
+
+
+def test_grey_2d_image_gets_a_leading_channel_axis_as_float32(tmp_path, rng):
+    arr = rng.integers(0, 4000, (33, 37)).astype(np.uint16)
+    img, meta = LoadImage().load(write_image(tmp_path / "a.tif", arr))
+    assert img.shape == (1, 33, 37) and img.dtype == np.float32 and np.array_equal(img[0], arr)
+    assert (meta.axes, meta.shape, meta.dtype) == ("CYX", (1, 33, 37), "float32")
+
+
+def test_labels_keep_their_integer_dtype_with_dtype_none(tmp_path, rng):
+    arr = rng.integers(0, 60000, (33, 37)).astype(np.uint16)
+    img = LoadImage(dtype=None)(write_image(tmp_path / "labels.tif", arr))
+    assert img.dtype == np.uint16 and np.array_equal(img[0], arr)
+
+
+def test_rgb_tiff_samples_become_the_channel_axis(tmp_path, rng):
+    arr = rng.integers(0, 255, (33, 37, 3), dtype=np.uint8)
+    img, meta = LoadImage().load(write_image(tmp_path / "rgb.tif", arr, ImageMeta("YXS", spacing=(0.5, 0.5, 1.0))))
+    assert img.shape == (3, 33, 37) and np.array_equal(img, arr.transpose(2, 0, 1))
+    assert meta.axes == "CYX" and meta.spacing == (1.0, 0.5, 0.5)
+
+
+def test_imagej_channel_axis_moves_to_the_front(tmp_path, rng):
+    arr = rng.integers(0, 255, (5, 2, 33, 37), dtype=np.uint8)
+    img, meta = LoadImage().load(write_image(tmp_path / "zc.tif", arr, ImageMeta("ZCYX")))
+    assert img.shape == (2, 5, 33, 37) and np.array_equal(img, arr.transpose(1, 0, 2, 3))
+    assert meta.axes == "CZYX" and img.flags.c_contiguous
+
+
+def test_3d_stack_gets_a_leading_channel_axis(tmp_path, rng):
+    arr = rng.random((5, 33, 37)).astype(np.float32)
+    img = LoadImage()(write_image(tmp_path / "z.tif", arr))
+    assert img.shape == (1, 5, 33, 37) and np.array_equal(img[0], arr)
+
+
+def test_nifti_volume_keeps_its_affine(tmp_path, rng):
+    arr = rng.random((9, 11, 7)).astype(np.float32)
+    affine = np.diag([0.5, 0.7, 2.0, 1.0])
+    img, meta = LoadImage().load(write_image(tmp_path / "v.nii.gz", arr, ImageMeta("XYZ", affine=affine,
+                                                                                      format="nifti")))
+    assert img.shape == (1, 9, 11, 7) and meta.axes == "CXYZ" and np.array_equal(meta.affine, affine)
+
+
+def test_ensure_channel_first_false_keeps_the_file_layout(tmp_path, rng):
+    arr = rng.integers(0, 255, (33, 37, 3), dtype=np.uint8)
+    img = LoadImage(dtype=None, ensure_channel_first=False)(write_image(tmp_path / "rgb.tif", arr, ImageMeta("YXS")))
+    assert img.dtype == np.uint8 and np.array_equal(img, arr)
+
+
+def test_torch_dtypes_are_accepted(tmp_path):
+    img = LoadImage(dtype=torch.float64)(write_image(tmp_path / "a.tif", np.ones((33, 37), np.uint8)))
+    assert img.dtype == np.float64
+
+
+def test_mmap_keeps_a_memory_map_when_no_conversion_is_needed(tmp_path, rng):
+    arr = rng.integers(0, 4000, (33, 37)).astype(np.uint16)
+    p = write_image(tmp_path / "a.tif", arr)
+    mapped = LoadImage(dtype=None, mmap=True)(p)
+    converted = LoadImage(mmap=True)(p)
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped[0], arr)
+    assert not isinstance(converted, np.memmap) and converted.dtype == np.float32
+
+
+def _isbi_like(tmp_path, rng):
+    """A 30-slice stack like ISBI 2012's train-volume.tif and train-labels.tif (255 = cell, 0 = membrane)."""
+    volume = rng.integers(0, 255, (30, 33, 37), dtype=np.uint8)
+    labels = np.where(rng.random((30, 33, 37)) > 0.2, 255, 0).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "train-volume.tif", volume)
+    tifffile.imwrite(tmp_path / "train-labels.tif", labels)
+    return volume, labels
+
+
+def test_frame_key_takes_one_slice_of_each_stack(tmp_path, rng):
+    volume, labels = _isbi_like(tmp_path, rng)
+    load = [LoadImaged("image", frame_key="frame"), LoadImaged("label", dtype=None, frame_key="frame")]
+    d = {"image": str(tmp_path / "train-volume.tif"), "label": str(tmp_path / "train-labels.tif"), "frame": 7}
+    for t in load:
+        d = t(d)
+    assert d["image"].shape == (1, 33, 37) and np.array_equal(d["image"][0], volume[7])
+    assert d["label"].dtype == np.uint8 and np.array_equal(d["label"][0], labels[7])
+    assert d["frame"] == 7 and d["label_meta"].axes == "CYX" and d["image_meta"].shape == (1, 33, 37)
+    assert not isinstance(d["image"], np.memmap)  # a copy: the file is not held open by the sample
+
+
+def test_without_a_frame_in_the_dict_the_whole_stack_is_loaded(tmp_path, rng):
+    volume, _ = _isbi_like(tmp_path, rng)
+    d = LoadImaged("image", dtype=None, frame_key="frame")({"image": str(tmp_path / "train-volume.tif")})
+    assert d["image"].shape == (1, 30, 33, 37) and np.array_equal(d["image"][0], volume)
+
+
+@pytest.mark.parametrize(("frame", "problem"), [(30, "out of range"), (-1, "out of range"), ("7", "not an integer")])
+def test_bad_frames_name_the_file_and_the_problem(tmp_path, rng, frame, problem):
+    _isbi_like(tmp_path, rng)
+    p = tmp_path / "train-volume.tif"
+    with pytest.raises(ImageReadError, match=f"train-volume.tif: .*{problem}"):
+        LoadImaged("image", frame_key="frame")({"image": str(p), "frame": frame})
+
+
+def test_a_frame_of_a_single_2d_image_is_refused(tmp_path):
+    p = write_image(tmp_path / "t000.tif", np.zeros((33, 37), np.uint8))
+    with pytest.raises(ImageReadError, match="single 2D image"):
+        LoadImage()(p, frame=0)
+
+
+def test_meta_is_stored_beside_each_key_and_describes_the_array(tmp_path, rng):
+    p = write_image(tmp_path / "a.tif", rng.random((5, 33, 37)).astype(np.float32),
+                    ImageMeta("ZYX", spacing=(2.0, 0.5, 0.5)))
+    d = LoadImaged(["image"])({"image": str(p)})
+    meta = d["image_meta"]
+    assert meta.shape == d["image"].shape and meta.spacing == (1.0, 2.0, 0.5, 0.5) and meta.source == str(p)
+
+
+def test_meta_of_loaded_image_writes_its_label_image_with_the_spacing(tmp_path):
+    p = write_image(tmp_path / "in.tif", np.zeros((33, 37), np.uint16), ImageMeta("YX", spacing=(0.65, 0.65)))
+    _, meta = LoadImage().load(p)  # "CYX"
+    _, out = read_image(write_image(tmp_path / "mask.tif", np.ones((33, 37), np.uint16), meta))
+    assert out.axes == "YX" and out.spacing == (0.65, 0.65)
+
+
+def test_missing_keys_raise_unless_allowed(tmp_path):
+    p = write_image(tmp_path / "a.tif", np.zeros((33, 37), np.uint8))
+    with pytest.raises(KeyError):
+        LoadImaged(["image", "label"])({"image": str(p)})
+    d = LoadImaged(["image", "label"], allow_missing_keys=True)({"image": str(p)})
+    assert "label" not in d and "label_meta" not in d
+
+
+@pytest.mark.parametrize("collate", [None, list_data_collate])
+def test_batches_of_loaded_dicts_collate_with_metas_as_a_list(tmp_path, collate):
+    items = [{"image": str(write_image(tmp_path / f"{i}.tif", np.full((33, 37), i, np.uint8)))} for i in range(3)]
+    data = [LoadImaged("image")(item) for item in items]
+    kwargs = {} if collate is None else {"collate_fn": collate}
+    batch = next(iter(DataLoader(data, batch_size=3, **kwargs)))
+    assert tuple(batch["image"].shape) == (3, 1, 33, 37)
+    assert [m.source for m in batch["image_meta"]] == [item["image"] for item in items]
+
+
+@pytest.mark.parametrize("frame", [None, 1])
+def test_big_endian_files_load_in_native_byte_order_for_torch(tmp_path, frame):
+    arr = np.arange(5 * 33 * 37, dtype=">u2").reshape(5, 33, 37)
+    tifffile.imwrite(tmp_path / "be.tif", arr, byteorder=">", photometric="minisblack")
+    img = LoadImage(dtype=None)(tmp_path / "be.tif", frame=frame)
+    assert img.dtype == np.uint16 and img.dtype.isnative
+    assert np.array_equal(torch.as_tensor(img)[0].numpy(), arr[1] if frame else arr)
