@@ -33,7 +33,8 @@ __all__ = ["train_bundle", "TrainResult"]
 logger = logging.getLogger(__name__)
 
 # Results of a run; never copied from a source bundle into a fresh output.
-_RUN_OUTPUTS = ("models", "checkpoints", "metrics.csv", "training_curves.png", "run_info.json", "eval")
+_RUN_OUTPUTS = ("models", "checkpoints", "metrics.csv", "training_curves.png", "run_info.json", "eval",
+                "MANIFEST.sha256")  # a packed bundle's manifest describes the old files, not the trained ones
 
 
 @dataclass
@@ -89,6 +90,9 @@ def train_bundle(
     if resume and overwrite:
         raise TrainingError("--resume and --overwrite exclude each other")
     device = _check_device(device)
+    if output is None and Path(bundle).is_file():
+        raise TrainingError("a zipped bundle is unpacked to a cache folder: say where the trained bundle goes",
+                            path=bundle, fix="pass --output DIR")
     src = open_bundle(bundle, trust=trust)
     out = Path(output).resolve() if output is not None else src
     ckpt_dir = out / "checkpoints"

@@ -1,0 +1,190 @@
+"""``verify_bundle``: checksums, metadata schema, safety scan, strict weights, forward pass at declared shapes."""
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from unetkit.bundle import pack_bundle, read_config, verify_bundle, write_config
+from unetkit.bundle.verify import meta_schema, validate_metadata
+from unetkit.errors import BundleError
+from unetkit.networks import UNet
+
+REPO_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+SCHEMA = Path(__file__).resolve().parents[1] / "unetkit" / "bundle" / "meta_schema.json"
+TINY = [4, 8, 16, 32, 64]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNETKIT_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def bundle(tmp_path) -> Path:
+    dst = tmp_path / "trained"
+    shutil.copytree(REPO_BUNDLES / "phc_u373", dst, ignore=shutil.ignore_patterns("models", "checkpoints", "eval"))
+    for name in ("train.json", "inference.json"):
+        config = read_config(dst / "configs" / name)
+        config["network_def"]["features"] = TINY
+        write_config(dst / "configs" / name, config)
+    (dst / "models").mkdir()
+    torch.save(UNet(2, 1, 2, TINY).state_dict(), dst / "models" / "model.pt")
+    (dst / "docs").mkdir(exist_ok=True)
+    (dst / "docs" / "README.md").write_text("# PhC-U373, tiny\n")
+    return dst
+
+
+def _status(checks) -> dict[str, str]:
+    return {c.name: c.status for c in checks}
+
+
+def _detail(checks, name) -> str:
+    return next(c.detail for c in checks if c.name == name)
+
+
+def test_a_fresh_pack_passes_every_check(bundle, tmp_path):
+    checks = verify_bundle(pack_bundle(bundle, tmp_path / "b.zip"))
+    assert _status(checks) == {"checksums": "pass", "metadata": "pass", "safety scan": "pass", "weights": "pass",
+                               "forward pass": "pass", "docs": "pass"}
+    assert "6 files match MANIFEST.sha256" in _detail(checks, "checksums")
+    assert _detail(checks, "forward pass") == "image (1, 1, 572, 572) float32 -> pred (1, 2, 388, 388) float32"
+
+
+def test_a_tampered_zip_fails_and_nothing_else_runs(bundle, tmp_path):
+    z = pack_bundle(bundle, tmp_path / "b.zip")
+    bad = tmp_path / "t.zip"
+    with zipfile.ZipFile(z) as zi, zipfile.ZipFile(bad, "w") as zo:
+        for info in zi.infolist():
+            data = zi.read(info)
+            zo.writestr(info, data[:-64] + bytes(64) if info.filename.endswith("model.pt") else data)
+    checks = verify_bundle(bad)
+    assert [(c.name, c.status) for c in checks] == [("checksums", "fail")]
+    assert "models/model.pt: its SHA-256 does not match" in checks[0].detail
+
+
+def test_a_folder_with_a_stale_manifest_fails_the_checksums(bundle, tmp_path):
+    (bundle / "MANIFEST.sha256").write_text(zipfile.ZipFile(pack_bundle(bundle, tmp_path / "b.zip")).read("b/MANIFEST.sha256").decode())
+    assert _status(verify_bundle(bundle))["checksums"] == "pass"
+    torch.save(UNet(2, 1, 2, TINY).state_dict(), bundle / "models" / "model.pt")  # retrained after packing
+    checks = verify_bundle(bundle)
+    assert _status(checks)["checksums"] == "fail" and "models/model.pt" in _detail(checks, "checksums")
+
+
+def test_weights_of_another_network_fail_strictly(bundle):
+    torch.save(UNet(2, 1, 2, [4, 8, 16, 32]).state_dict(), bundle / "models" / "model.pt")
+    checks = verify_bundle(bundle)
+    assert _status(checks)["weights"] == "fail" and _status(checks)["forward pass"] == "skip"
+    assert "does not fit network_def of configs/inference.json" in _detail(checks, "weights")
+
+
+def test_a_pickled_object_in_the_weights_is_refused(bundle, tmp_path):
+    marker = tmp_path / "PWNED"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"w": Payload()}, bundle / "models" / "model.pt")
+    checks = verify_bundle(bundle)
+    assert _status(checks)["weights"] == "fail" and "cannot be read as weights" in _detail(checks, "weights")
+    assert not marker.exists()
+
+
+def test_a_declared_output_shape_the_network_does_not_give_fails(bundle):
+    meta = read_config(bundle / "configs" / "metadata.json")
+    meta["network_data_format"]["outputs"]["pred"]["spatial_shape"] = [572, 572]  # as if "same" padding
+    write_config(bundle / "configs" / "metadata.json", meta)
+    checks = verify_bundle(bundle)
+    assert _status(checks)["forward pass"] == "fail"
+    assert "gave (1, 2, 388, 388) float32; metadata.json declares pred (1, 2, 572, 572)" in _detail(checks, "forward pass")
+
+
+def test_an_invalid_declared_input_size_fails_the_forward_pass(bundle):
+    meta = read_config(bundle / "configs" / "metadata.json")
+    meta["network_data_format"]["inputs"]["image"]["spatial_shape"] = [570, 572]
+    write_config(bundle / "configs" / "metadata.json", meta)
+    checks = verify_bundle(bundle)
+    assert _status(checks)["forward pass"] == "fail" and "input size 570" in _detail(checks, "forward pass")
+
+
+def test_metadata_missing_a_mandatory_key_fails(bundle):
+    meta = read_config(bundle / "configs" / "metadata.json")
+    del meta["copyright"]
+    write_config(bundle / "configs" / "metadata.json", meta)
+    checks = verify_bundle(bundle)
+    assert _status(checks)["metadata"] == "fail"
+    assert "metadata.json, (top level): 'copyright' is a required property" in _detail(checks, "metadata")
+
+
+@pytest.mark.parametrize("key", ["required_packages_version", "optional_packages_version"])
+def test_metadata_needs_the_package_versions_under_either_name(key):
+    meta = read_config(REPO_BUNDLES / "phc_u373" / "configs" / "metadata.json")
+    packages = meta.pop("required_packages_version")
+    with pytest.raises(BundleError, match="required_packages_version"):
+        validate_metadata(meta)
+    validate_metadata({**meta, key: packages})
+
+
+def test_metadata_errors_name_the_key_path():
+    meta = read_config(REPO_BUNDLES / "phc_u373" / "configs" / "metadata.json")
+    meta["network_data_format"]["inputs"]["image"]["num_channels"] = "one"
+    with pytest.raises(BundleError, match=r"network_data_format::inputs::image::num_channels: 'one' is not of type 'integer'"):
+        validate_metadata(meta)
+
+
+def test_an_unsafe_bundle_fails_the_scan_and_its_network_is_not_built(bundle, tmp_path):
+    config = read_config(bundle / "configs" / "inference.json")
+    config["network_def"]["features"] = "$__import__('pathlib').Path('%s').touch() or [4, 8]" % (tmp_path / "PWNED")
+    write_config(bundle / "configs" / "inference.json", config)
+    checks = verify_bundle(bundle)
+    assert _status(checks)["safety scan"] == "fail" and "--trust" in _detail(checks, "safety scan")
+    assert _status(checks)["weights"] == _status(checks)["forward pass"] == "skip"
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_trust_runs_the_network_checks_and_warns(bundle, tmp_path):
+    config = read_config(bundle / "configs" / "inference.json")
+    config["extra"] = {"_target_": "subprocess.run"}
+    write_config(bundle / "configs" / "inference.json", config)
+    checks = verify_bundle(bundle, trust=True)
+    assert _status(checks)["safety scan"] == "warn" and _status(checks)["forward pass"] == "pass"
+
+
+def test_a_recipe_without_weights_skips_the_weights_and_warns_about_docs():
+    checks = verify_bundle(REPO_BUNDLES / "phc_u373")
+    assert _status(checks)["weights"] == "skip" and not any(c.failed for c in checks)
+
+
+def test_docs_with_placeholders_warn(bundle):
+    (bundle / "LICENSE").write_text("TODO: choose a license\n")
+    assert "LICENSE still has TODO placeholders" in _detail(verify_bundle(bundle), "docs")
+
+
+@pytest.mark.parametrize("name", ["phc_u373", "dic_hela", "isbi2012_em", "spleen_ct_3d"])
+def test_repo_metadata_passes_monai_verify_metadata_with_the_shipped_schema(name, tmp_path):
+    from monai.bundle import verify_metadata
+
+    meta = REPO_BUNDLES / name / "configs" / "metadata.json"
+    if not meta.is_file():
+        assert name == "spleen_ct_3d", f"bundles/{name} is missing"  # the 3D recipe is still being written
+        return
+    schema = tmp_path / "schema.json"
+    shutil.copy(SCHEMA, schema)
+    verify_metadata(meta_file=str(meta), filepath=str(schema))  # exists: MONAI does not download
+    assert schema.read_bytes() == SCHEMA.read_bytes()
+
+
+def test_the_schema_holds_the_specifications_mandatory_keys():
+    schema = meta_schema()
+    assert set(schema["required"]) == {"version", "monai_version", "pytorch_version", "numpy_version", "task",
+                                       "description", "authors", "copyright", "network_data_format"}
+    # the spec's optional_packages_version, or its current name (MONAI 1.6 renames the old one when parsing)
+    assert schema["anyOf"] == [{"required": ["required_packages_version"]}, {"required": ["optional_packages_version"]}]
+    tensor = schema["definitions"]["tensor"]["required"]
+    assert set(tensor) == {"type", "format", "num_channels", "spatial_shape", "dtype", "value_range",
+                           "is_patch_data", "channel_def"}
+    assert json.loads(SCHEMA.read_text()) == schema

@@ -1,0 +1,363 @@
+"""Bundle zips: packing with a SHA-256 manifest, and unpacking safely into the cache.
+
+``pack_bundle`` writes ``NAME.zip`` holding one top-level folder ``NAME/`` (the MONAI bundle spec's archive
+layout) with every shareable file of the bundle and ``NAME/MANIFEST.sha256``: one ``<sha256>  <path>``
+line per file, sorted, the format of ``sha256sum``, so ``cd NAME && sha256sum -c MANIFEST.sha256`` checks
+an unzipped copy by hand. The zip is reproducible: the same folder gives the same bytes (sorted entries, a
+fixed 1980-01-01 timestamp, mode 0644, fixed compression). Run leftovers are left out: ``checkpoints/``
+and ``eval/`` at the top, hidden files and folders, ``__pycache__`` and ``*.pyc`` anywhere.
+
+``extract_bundle_zip`` refuses, before writing anything, a zip with names that climb out (``..``) or are
+absolute, links, special files, duplicate or encrypted entries, more than one top folder, or no manifest;
+then it unpacks into a temporary folder while hashing, refuses any file whose sum differs from the
+manifest (and files missing from it or extra to it), and only then renames the folder into the cache,
+``$UNETKIT_CACHE/bundles/<sha256 of the zip>/`` (default ``~/.cache/unetkit``). A cached copy is re-checked
+against its manifest on every use and unpacked afresh if it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import IO, Mapping
+
+from unetkit.errors import BundleError
+
+__all__ = [
+    "MANIFEST",
+    "bundle_files",
+    "file_sha256",
+    "format_manifest",
+    "read_manifest",
+    "check_manifest",
+    "pack_bundle",
+    "cache_root",
+    "extract_bundle_zip",
+]
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "MANIFEST.sha256"
+_RUN_LEFTOVERS = ("checkpoints", "eval")  # top-level folders a training or inference run leaves behind
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold: no trace of when it was packed
+_FILE_MODE = 0o100644 << 16  # regular file, rw-r--r--
+_CHUNK = 1 << 20
+_MANIFEST_LINE = re.compile(r"(?P<sum>[0-9a-f]{64}) [ *](?P<path>.+)")
+_TAMPERED_FIX = ("the bundle changed after it was packed: get a fresh copy from its author "
+                 "(or re-pack it with `unetkit bundle pack` if you changed it yourself)")
+_BAD_ZIP_FIX = "it is not a bundle zip made by `unetkit bundle pack`; do not use it"
+
+
+def _left_out(rel: PurePosixPath) -> bool:
+    parts = rel.parts
+    return (
+        parts[0] in _RUN_LEFTOVERS
+        or (len(parts) == 1 and parts[0] == MANIFEST)
+        or any(p.startswith(".") or p == "__pycache__" for p in parts)
+        or rel.suffix == ".pyc"
+    )
+
+
+def bundle_files(folder: str | os.PathLike) -> list[str]:
+    """The files ``pack`` puts in a zip: relative POSIX paths, sorted.
+
+    Args:
+        folder: the bundle folder.
+
+    Raises:
+        BundleError: the folder holds a link to a folder or a special file (pack copies plain files).
+    """
+    folder = Path(folder)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        for d in list(dirnames):
+            rel = PurePosixPath((here / d).relative_to(folder).as_posix())
+            if _left_out(rel):
+                dirnames.remove(d)
+            elif (here / d).is_symlink():
+                raise BundleError("is a link to a folder; a bundle holds plain files",
+                                  path=here / d, fix="replace the link with a copy of the folder")
+        for f in filenames:
+            rel = PurePosixPath((here / f).relative_to(folder).as_posix())
+            if _left_out(rel):
+                continue
+            if "\n" in f or "\\" in f:
+                raise BundleError("has a newline or backslash in its name, which a manifest line cannot hold",
+                                  path=here / f, fix="rename it")
+            if not (here / f).is_file():
+                raise BundleError("is not a plain file (a broken link or a special file)", path=here / f)
+            found.append(rel.as_posix())
+    return sorted(found)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks."""
+    with open(path, "rb") as f:
+        return _sha256_stream(f)
+
+
+def _sha256_stream(f: IO[bytes], sink: IO[bytes] | None = None) -> str:
+    h = hashlib.sha256()
+    while chunk := f.read(_CHUNK):
+        h.update(chunk)
+        if sink is not None:
+            sink.write(chunk)
+    return h.hexdigest()
+
+
+def format_manifest(sums: Mapping[str, str]) -> str:
+    """``sha256sum``-style manifest text for ``{relative path: sha256}``, sorted by path.
+
+    Examples:
+        >>> format_manifest({"configs/a.json": "0" * 64, "LICENSE": "f" * 64}).splitlines()[0]
+        'ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff  LICENSE'
+    """
+    return "".join(f"{sums[p]}  {p}\n" for p in sorted(sums))
+
+
+def read_manifest(text: str, *, source: str | os.PathLike) -> dict[str, str]:
+    """Parse manifest text into ``{relative path: sha256}``.
+
+    Raises:
+        BundleError: a line is not ``<64 hex digits>  <path>``, or a path is listed twice.
+    """
+    sums: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        m = _MANIFEST_LINE.fullmatch(line)
+        if not m or m["path"] in sums:
+            raise BundleError(f"{MANIFEST} line {n} is not '<sha256>  <path>' or repeats a path: {line[:100]!r}",
+                              path=source, fix=_TAMPERED_FIX)
+        sums[m["path"]] = m["sum"]
+    return sums
+
+
+def _compare_listing(sums: Mapping[str, str], present: set[str], source) -> None:
+    missing, extra = sorted(set(sums) - present), sorted(present - set(sums))
+    if missing:
+        raise BundleError(f"{missing[0]} is listed in {MANIFEST} but missing ({len(missing)} file(s) missing)",
+                          path=source, fix=_TAMPERED_FIX)
+    if extra:
+        raise BundleError(f"{extra[0]} is not listed in {MANIFEST} ({len(extra)} extra file(s))",
+                          path=source, fix=_TAMPERED_FIX)
+
+
+def check_manifest(folder: str | os.PathLike) -> int:
+    """Check a bundle folder against its ``MANIFEST.sha256``; the number of files checked.
+
+    Every file ``pack`` would include must be listed, every listed file must exist, and every sum
+    must match.
+
+    Raises:
+        BundleError: no manifest, or a missing, extra or changed file (the first one is named).
+    """
+    folder = Path(folder)
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        raise BundleError(f"has no {MANIFEST}", path=folder, fix="make one with `unetkit bundle pack`")
+    sums = read_manifest(manifest.read_text(encoding="utf-8"), source=manifest)
+    _compare_listing(sums, set(bundle_files(folder)), folder)
+    for rel, want in sums.items():
+        if file_sha256(folder / rel) != want:
+            raise BundleError(f"{rel}: its SHA-256 does not match {MANIFEST}", path=folder, fix=_TAMPERED_FIX)
+    return len(sums)
+
+
+def pack_bundle(folder: str | os.PathLike, output: str | os.PathLike) -> Path:
+    """Write a reproducible bundle zip with a SHA-256 manifest; returns its path.
+
+    Args:
+        folder: the bundle folder (with ``configs/``).
+        output: the zip to write, ``NAME.zip``; its top-level folder is ``NAME/``. Replaced atomically.
+
+    Raises:
+        BundleError: not a bundle folder, a bad output name, or a file that changes while being packed.
+
+    Examples:
+        >>> import tempfile; d = Path(tempfile.mkdtemp())
+        >>> _ = (d / "b" / "configs").mkdir(parents=True), (d / "b" / "configs" / "metadata.json").write_text("{}")
+        >>> zipfile.ZipFile(pack_bundle(d / "b", d / "mine.zip")).namelist()
+        ['mine/MANIFEST.sha256', 'mine/configs/metadata.json']
+    """
+    folder, output = Path(folder), Path(output)
+    if not (folder / "configs").is_dir():
+        raise BundleError("not a bundle folder: it has no configs/ folder", path=folder)
+    if output.suffix.lower() != ".zip" or not output.stem or output.stem.startswith("."):
+        raise BundleError("the output must be a NAME.zip file", path=output, fix="e.g. -o my_model.zip")
+    if output.resolve().is_relative_to(folder.resolve()):
+        raise BundleError("the zip would be written inside the bundle it packs", path=output,
+                          fix="write it next to the bundle folder instead")
+    top = output.stem
+    files = bundle_files(folder)
+    sums = {rel: file_sha256(folder / rel) for rel in files}
+    entries = {f"{top}/{rel}": rel for rel in files}
+    entries[f"{top}/{MANIFEST}"] = None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    try:
+        with zipfile.ZipFile(tmp, "w") as zf:
+            for name in sorted(entries):
+                rel = entries[name]
+                big = rel is not None and (folder / rel).stat().st_size >= 1 << 31
+                with zf.open(_zip_info(name), "w", force_zip64=big) as dst:
+                    if rel is None:
+                        dst.write(format_manifest(sums).encode())
+                        continue
+                    with open(folder / rel, "rb") as src:
+                        if _sha256_stream(src, dst) != sums[rel]:
+                            raise BundleError(f"{rel} changed while it was being packed", path=folder,
+                                              fix="pack again once nothing writes to the bundle")
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("packed %d files of %s into %s", len(files), folder, output)
+    return output
+
+
+def _zip_info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+    info.create_system = 3  # Unix, so the mode below means what it says
+    info.external_attr = _FILE_MODE
+    info.compress_type = zipfile.ZIP_DEFLATED  # at zlib's default level, the same everywhere
+    return info
+
+
+def cache_root() -> Path:
+    """unetkit's cache folder: ``$UNETKIT_CACHE``, else ``~/.cache/unetkit``."""
+    env = os.environ.get("UNETKIT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "unetkit"
+
+
+def extract_bundle_zip(archive: str | os.PathLike) -> Path:
+    """Check a bundle zip and unpack it into the cache; returns the bundle folder inside it.
+
+    Nothing is executed and nothing reaches the cache folder's final name unless every check passes.
+
+    Args:
+        archive: a zip made by :func:`pack_bundle`.
+
+    Returns:
+        ``<cache>/bundles/<sha256 of the zip>/<NAME>``; an earlier unpacked copy is reused when it
+        still matches its manifest.
+
+    Raises:
+        BundleError: not a zip, an unsafe entry, no manifest, or a file missing from, extra to or
+            different from the manifest.
+    """
+    archive = Path(archive)
+    digest = file_sha256(archive)
+    root = cache_root() / "bundles"
+    final = root / digest
+    cached = _reuse(final)
+    if cached is not None:
+        return cached
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise BundleError(f"not a readable zip file ({e})", path=archive, fix=_BAD_ZIP_FIX) from None
+    with zf:
+        top, files = _checked_entries(zf, archive)
+        sums = read_manifest(zf.read(f"{top}/{MANIFEST}").decode("utf-8", "replace"), source=archive)
+        _compare_listing(sums, set(files), archive)
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{digest[:16]}-", dir=root))
+        try:
+            try:
+                _unpack(zf, top, files, sums, tmp / top, archive)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+                raise BundleError(f"cannot be unpacked ({e})", path=archive, fix=_BAD_ZIP_FIX) from None
+            except OSError as e:  # disk full, permissions, or two entries whose names clash on this disk
+                raise BundleError(f"cannot be unpacked into {tmp} ({e.strerror or e})", path=archive,
+                                  fix="check the free space and permissions of the cache folder ($UNETKIT_CACHE)") from None
+            try:
+                os.rename(tmp, final)  # atomic: a folder under its final name is always complete
+            except OSError:
+                if not final.is_dir():  # not lost to a concurrent unpack of the same zip
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final / top
+
+
+def _reuse(final: Path) -> Path | None:
+    if not final.is_dir():
+        return None
+    tops = [p for p in final.iterdir() if p.is_dir()]
+    if len(tops) == 1:
+        try:
+            check_manifest(tops[0])
+            return tops[0]
+        except BundleError as e:
+            log.warning("the cached copy %s changed (%s); unpacking the zip again", tops[0], e)
+    shutil.rmtree(final)
+    return None
+
+
+def _refuse(archive: Path, entry: str, why: str) -> BundleError:
+    return BundleError(f"entry {entry!r} {why}; nothing was unpacked", path=archive, fix=_BAD_ZIP_FIX)
+
+
+def _checked_entries(zf: zipfile.ZipFile, archive: Path) -> tuple[str, list[str]]:
+    """The top folder and the files (relative to it, manifest excluded), or a BundleError."""
+    tops, files, seen = set(), [], set()
+    for info in zf.infolist():
+        name = info.filename
+        if "\\" in name or name.startswith("/") or re.match(r"[A-Za-z]:", name):
+            raise _refuse(archive, name, "has an absolute or Windows path")
+        parts = name.rstrip("/").split("/")
+        if ".." in parts:
+            raise _refuse(archive, name, "climbs out of the folder with '..'")
+        if any(p in ("", ".") for p in parts):
+            raise _refuse(archive, name, "has an empty or '.' path part")
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            raise _refuse(archive, name, "is a symbolic link")
+        if info.flag_bits & 0x1:
+            raise _refuse(archive, name, "is encrypted")
+        if name in seen:
+            raise _refuse(archive, name, "appears twice")
+        seen.add(name)
+        tops.add(parts[0])
+        if info.is_dir():
+            continue
+        if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # 0: no file type recorded (plain zip tools)
+            raise _refuse(archive, name, "is a special file")
+        if len(parts) < 2:
+            raise _refuse(archive, name, "is outside the bundle's top-level folder")
+        rel = PurePosixPath(*parts[1:])
+        if rel.as_posix() != MANIFEST and _left_out(rel):
+            raise _refuse(archive, name, "is not part of a shareable bundle (hidden, cache or run leftover)")
+        files.append(rel.as_posix())
+    if len(tops) != 1:
+        raise BundleError(f"holds {len(tops)} top-level entries; a bundle zip holds one bundle folder",
+                          path=archive, fix=_BAD_ZIP_FIX)
+    top = tops.pop()
+    if MANIFEST not in files:
+        raise BundleError(f"has no {top}/{MANIFEST}: it was not made by `unetkit bundle pack`", path=archive,
+                          fix="unzip it and open the folder if you trust it, or ask for a packed copy")
+    files.remove(MANIFEST)
+    return top, files
+
+
+def _unpack(zf: zipfile.ZipFile, top: str, files: list[str], sums: Mapping[str, str], dest: Path, archive) -> None:
+    """Write every file under ``dest`` while hashing it; refuse the first that differs from the manifest."""
+    dest.mkdir(parents=True)
+    (dest / MANIFEST).write_bytes(zf.read(f"{top}/{MANIFEST}"))
+    for rel in files:
+        target = dest.joinpath(*rel.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(f"{top}/{rel}") as src, open(target, "xb") as dst:
+            got = _sha256_stream(src, dst)
+        if got != sums[rel]:
+            raise BundleError(f"{rel}: its SHA-256 does not match {MANIFEST}; nothing was unpacked",
+                              path=archive, fix=_TAMPERED_FIX)
