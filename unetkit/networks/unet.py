@@ -147,8 +147,8 @@ class UNet(nn.Module):
         self.downs = nn.ModuleList(
             Down(spatial_dims, a, b, padding=padding, norm=norm) for a, b in zip(features[:-1], features[1:])
         )
-        drop = (nn.Dropout2d, nn.Dropout3d)[spatial_dims - 2]
-        self.dropout = drop(dropout) if dropout > 0 else nn.Identity()
+        # element-wise, as Caffe's Dropout layer in the authors' model (not whole feature maps)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.ups = nn.ModuleList(
             UpCat(spatial_dims, b, a, padding=padding, norm=norm)
             for a, b in zip(features[-2::-1], features[:0:-1])

@@ -99,7 +99,7 @@ class StopOnNonFinite:
         keep = f"last good checkpoint: {last}" if last else "no checkpoint was written yet"
         raise TrainingError(
             f"the loss became {loss} at step {engine.state.iteration}; training stopped ({keep})",
-            fix="lower the learning rate (--set optimizer::lr=...) and run again, with --resume to go on from it",
+            fix="lower the learning rate (--set learning_rate=... for unetkit's bundles) and --resume from that checkpoint",
         )
 
 

@@ -226,7 +226,11 @@ def _resume(parser, trainer, ckpt: Path) -> None:
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     network = parser.get_parsed_content("network")
     (network.module if hasattr(network, "module") else network).load_state_dict(state["network"])
-    parser.get_parsed_content("optimizer").load_state_dict(state["optimizer"])
+    optimizer = parser.get_parsed_content("optimizer")
+    configured = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state["optimizer"])
+    for group, hyper in zip(optimizer.param_groups, configured):
+        group.update(hyper)  # momentum buffers come from the checkpoint, the learning rate from today's config
     step = int(state["step"])
     total = trainer.state.epoch_length * trainer.state.max_epochs
     if step >= total:

@@ -1,0 +1,143 @@
+"""unetkit train: the paper's recipe as a bundle config, on the embedded demo data, with a tiny network."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from unetkit.cli.app import app
+from unetkit.data import make_demo
+from unetkit.errors import BundleError, DataError, TrainingError
+from unetkit.networks import UNet
+from unetkit.training import train_bundle
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "phc_u373"
+# tiny and fast: 252 -> 68 tiles, one worker-free loader, validation every 2 steps
+SMALL = {
+    "network_def::features": [4, 8, 16, 32, 64],
+    "tile": 252,
+    "val_interval": 2,
+    "ckpt_interval": 2,
+    "num_workers": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return make_demo(tmp_path_factory.mktemp("demo"), seed=1, frames=2, shape=(96, 112))
+
+
+def _train(out, demo, steps=4, **kw):
+    overrides = {**SMALL, **kw.pop("overrides", {})}
+    return train_bundle(BUNDLE, data=demo, output=out, steps=steps, overrides=overrides, **kw)
+
+
+def _weights(out):
+    return torch.load(out / "models" / "model.pt", map_location="cpu", weights_only=True)
+
+
+def test_training_writes_a_complete_runnable_bundle(tmp_path, demo):
+    out = tmp_path / "run"
+    result = _train(out, demo, steps=4, seed=3)
+    for f in ("configs/train.json", "configs/inference.json", "configs/metadata.json", "models/model.pt",
+              "metrics.csv", "training_curves.png", "run_info.json", "LICENSE", "checkpoints/ckpt_step_4.pt"):
+        assert (out / f).is_file(), f
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [r["step"] for r in rows] == ["2", "4"]
+    assert set(rows[0]) == {"step", "loss", "val_iou", "val_seg"}
+    assert all(0 <= float(r["val_iou"]) <= 1 for r in rows)
+    assert result.steps == 4 and result.metrics["val_iou"] == pytest.approx(float(rows[-1]["val_iou"]))
+    # the overrides reach every config, so the trained weights load into the inference network
+    inference = json.loads((out / "configs" / "inference.json").read_text())
+    net = UNet(**{k: v for k, v in inference["network_def"].items() if k != "_target_"})
+    net.load_state_dict(_weights(out))
+    assert json.loads((out / "configs" / "train.json").read_text())["seed"] == 3
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["overrides"]["seed"] == 3 and "torch" in info["versions"]
+    meta = json.loads((out / "configs" / "metadata.json").read_text())
+    assert set(meta["eval_metrics"]) == {"val_iou", "val_seg"}
+    assert not (BUNDLE / "models").exists(), "training with --output must leave the source bundle alone"
+
+
+def test_resume_continues_bit_for_bit(tmp_path, demo):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    _train(whole, demo, steps=6)
+    _train(split, demo, steps=3, overrides={"ckpt_interval": 3})
+    _train(split, demo, steps=6, resume=True)
+    a, b = _weights(whole), _weights(split)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, demo, monkeypatch):
+    from unetkit.losses import WeightMapCrossEntropyLoss
+
+    real = WeightMapCrossEntropyLoss.forward
+    calls = []
+
+    def nan_at_step_3(self, *args, **kwargs):
+        calls.append(1)
+        loss = real(self, *args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(WeightMapCrossEntropyLoss, "forward", nan_at_step_3)
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingError, match=r"the loss became nan at step 3.*last good checkpoint: .*ckpt_step_2\.pt"):
+        _train(out, demo, steps=6)
+    assert (out / "checkpoints" / "ckpt_step_2.pt").is_file()
+    assert not (out / "checkpoints" / "ckpt_step_4.pt").exists()
+    assert not (out / "models" / "model.pt").exists()
+
+
+def test_missing_data_names_the_fetch_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNETKIT_DATA", str(tmp_path / "nothing-here"))
+    with pytest.raises(DataError, match="unetkit data fetch phc_u373"):
+        train_bundle(BUNDLE, output=tmp_path / "out", steps=1)
+
+
+def test_an_unknown_override_key_is_refused(tmp_path, demo):
+    with pytest.raises(BundleError, match="network_def::featurez"):
+        _train(tmp_path / "o", demo, overrides={"network_def::featurez": [1]})
+
+
+def test_a_second_run_into_the_same_output_needs_resume_or_overwrite(tmp_path, demo):
+    out = tmp_path / "o"
+    _train(out, demo, steps=2)
+    with pytest.raises(TrainingError, match="--resume.*--overwrite"):
+        _train(out, demo, steps=2)
+    _train(out, demo, steps=2, overwrite=True)
+    with pytest.raises(TrainingError, match="nothing left to do"):
+        _train(out, demo, steps=2, resume=True)
+
+
+def test_epochs_become_steps_over_the_training_list(tmp_path, demo):
+    result = _train(tmp_path / "o", demo, steps=None, epochs=2)
+    assert result.steps == 4  # two frames in sequence 01, batch 1
+
+
+def test_cli_trains_and_reports_in_one_line_errors(tmp_path, demo, monkeypatch):
+    runner = CliRunner()
+    sets = [a for k, v in SMALL.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    r = runner.invoke(app, ["train", str(BUNDLE), "--data", str(demo), "--steps", "2", "-o", str(tmp_path / "o"), *sets])
+    assert r.exit_code == 0, r.output
+    assert "trained 2 steps" in r.output and "val_iou" in r.output
+    monkeypatch.setenv("UNETKIT_DATA", str(tmp_path / "none"))
+    r = runner.invoke(app, ["train", str(BUNDLE), "-o", str(tmp_path / "p"), "--steps", "1"])
+    assert r.exit_code == 2 and "unetkit data fetch phc_u373" in r.output and "Traceback" not in r.output
+
+
+def test_monai_runner_runs_the_same_train_json(tmp_path, demo):
+    bundle = tmp_path / "b"
+    shutil.copytree(BUNDLE, bundle)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "train.json"),
+           "--bundle_root", str(bundle), "--dataset_dir", str(demo), "--max_steps", "2",
+           "--network_def#features", "[4,8,16,32,64]", "--tile", "252", "--val_interval", "2", "--num_workers", "0"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (bundle / "models" / "model.pt").is_file() and (bundle / "metrics.csv").is_file()
