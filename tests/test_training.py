@@ -141,3 +141,19 @@ def test_monai_runner_runs_the_same_train_json(tmp_path, demo):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (bundle / "models" / "model.pt").is_file() and (bundle / "metrics.csv").is_file()
+
+
+def test_two_gloo_ranks_train_like_one_process_with_the_same_global_batch(tmp_path, demo):
+    # dropout off: two ranks draw their own dropout masks, one process draws them for its whole batch
+    no_dropout = {"network_def::dropout": 0.0}
+    _train(tmp_path / "one", demo, steps=3, overrides={**no_dropout, "batch_size": 2})
+    _train(tmp_path / "two", demo, steps=3, overrides=no_dropout, nproc=2)
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+    from monai.utils import set_determinism
+
+    set_determinism(seed=0)  # the bundle's initialize, then the network's He init: the weights before training
+    start = UNet(features=SMALL["network_def::features"], dropout=0.0).state_dict()
+    assert not all(torch.equal(start[k], a[k]) for k in a), "training did not move the weights"
+    rows = list(csv.DictReader(open(tmp_path / "two" / "metrics.csv")))
+    assert [r["step"] for r in rows] == ["2", "3"]  # written once, by rank 0

@@ -23,6 +23,11 @@ def train(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: KEY=VALUE (MONAI ids, e.g. optimizer::lr=0.01).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the run (default: the bundle's).")] = None,
     trust: Annotated[bool, typer.Option("--trust", help="Skip the safety scan of the bundle's configs (only for bundles you trust).")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", help="Processes on this machine (DDP through torchrun: one per GPU, gloo ranks on the CPU).")] = 1,
+    nnodes: Annotated[int, typer.Option("--nnodes", help="Machines taking part (run the same command on each).")] = 1,
+    node_rank: Annotated[int, typer.Option("--node-rank", help="This machine's rank among --nnodes (0 on the master).")] = 0,
+    master_addr: Annotated[Optional[str], typer.Option("--master-addr", help="Address of the --node-rank 0 machine (with --nnodes > 1).")] = None,
+    master_port: Annotated[int, typer.Option("--master-port", help="Port on the master machine.")] = 29500,
 ) -> None:
     """Train BUNDLE with its configs/train.json and write a complete, runnable bundle."""
     from unetkit.bundle import parse_overrides
@@ -30,8 +35,9 @@ def train(
 
     overrides = parse_overrides(set_ or [])
     kwargs = dict(data=data, output=output, steps=steps, epochs=epochs, device=device, resume=resume,
-                  overwrite=overwrite, overrides=overrides, seed=seed, trust=trust)
-    if show_progress():
+                  overwrite=overwrite, overrides=overrides, seed=seed, trust=trust, nproc=nproc, nnodes=nnodes,
+                  node_rank=node_rank, master_addr=master_addr, master_port=master_port)
+    if show_progress() and nproc * nnodes == 1:
         with _Bar() as bar:
             result = train_bundle(bundle, progress=bar.update, **kwargs)
     else:

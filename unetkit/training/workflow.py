@@ -17,6 +17,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -61,6 +62,11 @@ def train_bundle(
     seed: int | None = None,
     progress: Callable[..., None] | None = None,
     trust: bool = False,
+    nproc: int = 1,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    master_addr: str | None = None,
+    master_port: int = 29500,
 ) -> TrainResult:
     """Train a bundle with its ``configs/train.json``; write a runnable bundle to ``output``.
 
@@ -79,6 +85,11 @@ def train_bundle(
         seed: the run's seed (the config's ``seed``).
         progress: called as ``progress(step=, total=, loss=, metrics=)`` after each step and validation.
         trust: skip the safety scan of the bundle's configs.
+        nproc: processes on this machine (one per GPU; on the CPU, gloo ranks). With ``nproc * nnodes > 1``
+            torchrun runs the bundle's ``train.json`` + ``multi_gpu_train.json`` (DDP); ``batch_size`` is per
+            process, so the global batch is ``nproc * nnodes * batch_size``.
+        nnodes, node_rank, master_addr, master_port: several machines (torchrun's meaning); run the same
+            command on each with its own ``node_rank``.
 
     Raises:
         UnetkitError: bad options, a missing data set, nothing to resume, a non-finite loss.
@@ -124,7 +135,11 @@ def train_bundle(
         runtime["device"] = device
     _record_run(out, src, persistent, runtime, resume)
     try:
-        _run(out, runtime, resume=resume, progress=progress)
+        if nproc * nnodes > 1:
+            _launch(out, runtime, resume=resume, nproc=nproc, nnodes=nnodes, node_rank=node_rank,
+                    master_addr=master_addr, master_port=master_port)
+        else:
+            run_workflow(out, runtime, resume=resume, progress=progress)
     except Exception as e:
         mine = _user_error(e)
         if mine is e:
@@ -200,12 +215,36 @@ def _write_bundle(src: Path, out: Path, configs: dict[str, dict]) -> None:
         write_config(out / "configs" / name, config)
 
 
-def _run(out: Path, runtime: dict, *, resume: bool, progress) -> None:
+def _launch(out: Path, runtime: dict, *, resume: bool, nproc: int, nnodes: int, node_rank: int,
+            master_addr: str | None, master_port: int) -> None:
+    if nproc < 1 or nnodes < 1:
+        raise TrainingError(f"--nproc and --nnodes must be >= 1, got {nproc} and {nnodes}")
+    if not (out / "configs" / "multi_gpu_train.json").is_file():
+        raise TrainingError("this bundle has no configs/multi_gpu_train.json, so it cannot train on several processes",
+                            path=out)
+    if nnodes > 1 and not master_addr:
+        raise TrainingError("--nnodes > 1 needs --master-addr (the address of the machine with --node-rank 0)")
+    where = ["--standalone"] if nnodes == 1 else [f"--nnodes={nnodes}", f"--node_rank={node_rank}",
+                                                   f"--master_addr={master_addr}", f"--master_port={master_port}"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", *where,
+           "-m", "unetkit.training.worker", str(out), json.dumps(runtime), *(["--resume"] if resume else [])]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    code = subprocess.run(cmd, env=env).returncode
+    if code:
+        raise TrainingError(f"a training process failed (exit code {code}); its message is above")
+
+
+def run_workflow(out: Path, runtime: dict, *, resume: bool, progress=None, distributed: bool = False) -> None:
+    """Run a prepared bundle's training config (merged with ``multi_gpu_train.json`` when ``distributed``)."""
     from monai.bundle import ConfigWorkflow
 
     logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)  # its notes on logging.conf are not for our users
+    configs = [str(out / "configs" / "train.json")]
+    if distributed:
+        configs.append(str(out / "configs" / "multi_gpu_train.json"))
     wf = ConfigWorkflow(
-        config_file=str(out / "configs" / "train.json"),
+        config_file=configs,
         meta_file=str(out / "configs" / "metadata.json"),
         logging_file=False,
         workflow_type="train",
