@@ -65,6 +65,17 @@ def test_training_writes_a_complete_runnable_bundle(tmp_path, demo):
     assert not (BUNDLE / "models").exists(), "training with --output must leave the source bundle alone"
 
 
+def test_the_same_seed_gives_the_same_weights_and_another_seed_does_not(tmp_path, demo):
+    _train(tmp_path / "a", demo, steps=2, seed=5, overrides={"deterministic": True})
+    _train(tmp_path / "b", demo, steps=2, seed=5, overrides={"deterministic": True})
+    _train(tmp_path / "c", demo, steps=2, seed=6, overrides={"deterministic": True})
+    a, b, c = (_weights(tmp_path / x) for x in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    info = json.loads((tmp_path / "a" / "run_info.json").read_text())
+    assert info["seed"] == 5 and info["deterministic"] is True and "commit" in info["git"]
+
+
 def test_resume_continues_bit_for_bit(tmp_path, demo):
     whole, split = tmp_path / "whole", tmp_path / "split"
     _train(whole, demo, steps=6)

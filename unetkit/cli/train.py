@@ -22,6 +22,7 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh, removing checkpoints of an earlier run.")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: KEY=VALUE (MONAI ids, e.g. optimizer::lr=0.01).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the run (default: the bundle's).")] = None,
+    deterministic: Annotated[bool, typer.Option("--deterministic", help="Deterministic algorithms only (torch.use_deterministic_algorithms); slower on GPUs.")] = False,
     trust: Annotated[bool, typer.Option("--trust", help="Skip the safety scan of the bundle's configs (only for bundles you trust).")] = False,
     nproc: Annotated[int, typer.Option("--nproc", help="Processes on this machine (DDP through torchrun: one per GPU, gloo ranks on the CPU).")] = 1,
     nnodes: Annotated[int, typer.Option("--nnodes", help="Machines taking part (run the same command on each).")] = 1,
@@ -34,6 +35,8 @@ def train(
     from unetkit.training import train_bundle
 
     overrides = parse_overrides(set_ or [])
+    if deterministic:
+        overrides["deterministic"] = True
     kwargs = dict(data=data, output=output, steps=steps, epochs=epochs, device=device, resume=resume,
                   overwrite=overwrite, overrides=overrides, seed=seed, trust=trust, nproc=nproc, nnodes=nnodes,
                   node_rank=node_rank, master_addr=master_addr, master_port=master_port)

@@ -133,7 +133,9 @@ def train_bundle(
     runtime = {"bundle_root": str(out), "dataset_dir": str(dataset_dir)}
     if device is not None:
         runtime["device"] = device
-    _record_run(out, src, persistent, runtime, resume)
+    if train_cfg.get("deterministic"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS refuses deterministic mode without it
+    _record_run(out, src, train_cfg, persistent, runtime, resume)
     try:
         if nproc * nnodes > 1:
             _launch(out, runtime, resume=resume, nproc=nproc, nnodes=nnodes, node_rank=node_rank,
@@ -323,13 +325,16 @@ def _git_state(path: Path) -> dict:
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--", ".")) if commit else None}
 
 
-def _record_run(out: Path, src: Path, overrides: dict, runtime: dict, resume: bool) -> None:
+def _record_run(out: Path, src: Path, train_cfg: dict, overrides: dict, runtime: dict, resume: bool) -> None:
     import monai
 
     import unetkit
 
     info = {
         "bundle": str(src),
+        "seed": train_cfg.get("seed"),
+        "deterministic": bool(train_cfg.get("deterministic", False)),
+        "max_steps": train_cfg.get("max_steps"),
         "overrides": overrides,
         "runtime": runtime,
         "resume": resume,
