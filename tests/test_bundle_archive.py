@@ -61,7 +61,7 @@ def test_pack_writes_one_top_folder_and_a_manifest_of_every_file(bundle, tmp_pat
         files = {n.removeprefix("phc_tiny/"): zf.read(n) for n in names if not n.endswith(MANIFEST)}
     assert names == sorted(names) and all(n.startswith("phc_tiny/") for n in names)
     assert set(files) == {"LICENSE", "configs/inference.json", "configs/metadata.json", "configs/train.json",
-                          "models/model.pt"}
+                          "configs/multi_gpu_train.json", "docs/README.md", "models/model.pt"}
     assert manifest == "".join(f"{_sha(files[p])}  {p}\n" for p in sorted(files))
     assert files["models/model.pt"] == (bundle / "models" / "model.pt").read_bytes()
 
@@ -77,7 +77,7 @@ def test_pack_leaves_out_run_leftovers_but_keeps_run_results(bundle, tmp_path):
     with zipfile.ZipFile(pack_bundle(bundle, tmp_path / "b.zip")) as zf:
         kept = {n.removeprefix("b/") for n in zf.namelist()}
     assert kept == {"LICENSE", MANIFEST, "configs/inference.json", "configs/metadata.json", "configs/train.json",
-                    "models/model.pt", "metrics.csv", "training_curves.png", "run_info.json", "docs/README.md"}
+                    "configs/multi_gpu_train.json", "models/model.pt", "metrics.csv", "training_curves.png", "run_info.json", "docs/README.md"}
 
 
 def test_pack_twice_gives_identical_bytes(bundle, tmp_path):
@@ -101,7 +101,7 @@ def test_pack_then_open_bundle_round_trip(bundle, tmp_path, cache):
     assert folder == cache / "bundles" / _sha(z.read_bytes()) / "shared"
     for rel in ("configs/inference.json", "configs/metadata.json", "models/model.pt", "LICENSE"):
         assert (folder / rel).read_bytes() == (bundle / rel).read_bytes()
-    assert check_manifest(folder) == 5
+    assert check_manifest(folder) == 7
     assert not any(p.name.startswith(".tmp") for p in (cache / "bundles").iterdir())
 
 

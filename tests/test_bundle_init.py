@@ -35,7 +35,8 @@ def test_unknown_recipe_names_the_ones_there_are(name):
 def test_init_copies_the_recipe_and_fills_metadata(tmp_path):
     folder = init_bundle(tmp_path / "mine", recipe="dic_hela")
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
-        "LICENSE", "configs/inference.json", "configs/metadata.json", "configs/train.json", "docs/README.md"]
+        "LICENSE", "configs/inference.json", "configs/metadata.json", "configs/multi_gpu_train.json",
+        "configs/train.json", "docs/README.md"]
     assert read_config(folder / "configs" / "train.json") == read_config(REPO_BUNDLES / "dic_hela" / "configs" / "train.json")
     meta = read_config(folder / "configs" / "metadata.json")
     assert meta["monai_version"] == monai.__version__ and meta["required_packages_version"]["unetkit"] == unetkit.__version__

@@ -50,7 +50,7 @@ def test_a_fresh_pack_passes_every_check(bundle, tmp_path):
     checks = verify_bundle(pack_bundle(bundle, tmp_path / "b.zip"))
     assert _status(checks) == {"checksums": "pass", "metadata": "pass", "safety scan": "pass", "weights": "pass",
                                "forward pass": "pass", "docs": "pass"}
-    assert "6 files match MANIFEST.sha256" in _detail(checks, "checksums")
+    assert "7 files match MANIFEST.sha256" in _detail(checks, "checksums")
     assert _detail(checks, "forward pass") == "image (1, 1, 572, 572) float32 -> pred (1, 2, 388, 388) float32"
 
 

@@ -1,10 +1,142 @@
-"""``unetkit infer``."""
+"""``unetkit infer BUNDLE INPUT... -o OUTDIR``: segment image files with a bundle, then a summary table.
+
+Bundle and option problems are one red line and exit code 2 (the app's error path); a file that cannot be
+segmented is a table row and exit code 1, and the others are still written.
+"""
 
 from __future__ import annotations
 
-from unetkit.errors import UnetkitError
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from unetkit.cli.console import err, out, show_progress
+
+_TRUST_HELP = "Skip the safety scan of the bundle's configs (only for bundles you wrote or whose author you trust)."
 
 
-def infer() -> None:
-    """Not built yet."""
-    raise UnetkitError("'unetkit infer' is not implemented yet")
+def infer(
+    bundle: Annotated[str, typer.Argument(help="Bundle folder or zip (made by `unetkit bundle pack`).")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (their image files, not recursive) or quoted glob patterns ('frames/*.tif').")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder: <stem>_mask.<ext> per input.")],
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu, cuda or cuda:N.")] = "auto",
+    tile: Annotated[Optional[int], typer.Option("--tile", help="Input tile edge (572: 572 in, 388 out); 0 chooses by memory. Default: the bundle's.")] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", help="Tiles per forward pass. Default: the bundle's.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bfloat16). Default: the bundle's; no effect on the CPU.")] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Average over the 8 flips and rotations of each tile (8x the work).")] = False,
+    save_probabilities: Annotated[bool, typer.Option("--save-probabilities", help="Also write <stem>_prob.<ext>: float32 class probabilities (class axis before Y, X in TIFF; last in NIfTI).")] = False,
+    instances: Annotated[bool, typer.Option("--instances/--semantic", help="Instance labels (touching cells apart) or class indices.")] = True,
+    preview: Annotated[bool, typer.Option("--preview", help="Also write <stem>_preview.png: the image with the mask's outlines.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (else such files are reported as failed).")] = False,
+    trust: Annotated[bool, typer.Option("--trust", help=_TRUST_HELP)] = False,
+    nproc: Annotated[int, typer.Option("--nproc", help="Processes sharing the files (torchrun: one per GPU, or gloo ranks on the CPU).")] = 1,
+) -> None:
+    """Segment image files (TIFF, NIfTI, what ITK reads) with BUNDLE; masks keep the inputs' shape and calibration."""
+    from unetkit.predict import PredictOptions, check_distinct, collect_inputs
+
+    paths = collect_inputs(inputs)
+    options = PredictOptions(instances=instances, probabilities=save_probabilities, preview=preview, overwrite=overwrite)
+    check_distinct(paths, output, probabilities=save_probabilities, preview=preview)
+    settings = dict(tile=tile, batch=batch, amp=amp, tta=tta)
+    from unetkit.predict.distributed import under_torchrun
+
+    if under_torchrun():
+        results, printer = _under_torchrun(bundle, paths, output, options, device=device, trust=trust, settings=settings)
+    elif nproc > 1:
+        results, printer = _launch(bundle, paths, output, options, nproc=nproc, device=device, trust=trust, settings=settings), True
+    else:
+        results, printer = _single(bundle, paths, output, options, device=device, trust=trust, settings=settings), True
+    if printer:
+        _summary(results, output)
+    if any(not r.ok for r in results):
+        raise typer.Exit(code=1)
+
+
+def _single(bundle, paths, output, options, *, device, trust, settings):
+    from unetkit.predict import load_bundle_model, predict_files
+
+    model = load_bundle_model(bundle, trust=trust, device=device).with_settings(**settings)
+    if not show_progress():
+        return predict_files(model, paths, output, options)
+    with _Bars(len(paths)) as bars:
+        return predict_files(model, paths, output, options, hooks=bars)
+
+
+def _launch(bundle, paths, output, options, *, nproc, device, trust, settings):
+    from unetkit.predict import launch_sharded, load_bundle_model
+
+    # Bundle and option errors surface here, as one line, before any process starts.
+    load_bundle_model(bundle, trust=trust, device="cpu").with_settings(**settings)
+    if not show_progress():
+        return launch_sharded(bundle, paths, output, options, nproc=nproc, device=device, trust=trust, settings=settings)
+    with _Bars(len(paths), tiles=False) as bars:
+        return launch_sharded(bundle, paths, output, options, nproc=nproc, device=device, trust=trust,
+                              settings=settings, on_result=bars.end_file)
+
+
+def _under_torchrun(bundle, paths, output, options, *, device, trust, settings):
+    import torch.distributed as dist
+
+    from unetkit.predict import load_bundle_model, predict_sharded
+    from unetkit.predict.distributed import join_process_group, rank_device
+
+    device = rank_device(device)
+    join_process_group(device)
+    model = load_bundle_model(bundle, trust=trust, device=device).with_settings(**settings)
+    results = predict_sharded(model, paths, output, options)
+    return results, dist.get_rank() == 0
+
+
+class _Bars:
+    """Two rich bars on stderr: files, and the tiles of the current file."""
+
+    def __init__(self, total: int, *, tiles: bool = True):
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[name]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+        )
+        self.files = self.progress.add_task("files", total=total, name="")
+        self.tile_task = self.progress.add_task("tiles", total=None, name="", visible=False) if tiles else None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def start_file(self, path, index, total):
+        self.progress.update(self.files, name=path.name)
+        if self.tile_task is not None:
+            self.progress.reset(self.tile_task, total=None, visible=False)
+
+    def tiles(self, done, total):
+        if self.tile_task is not None:
+            self.progress.update(self.tile_task, completed=done, total=total, visible=total > 1)
+
+    def end_file(self, result):
+        self.progress.advance(self.files)
+
+
+def _summary(results, output: Path) -> None:
+    table = Table(title=f"{len(results)} file(s) -> {output}")
+    ranks = len({r.rank for r in results}) > 1
+    columns = (("file", "left"), ("shape", "left"), ("objects", "right"), ("seconds", "right"), ("status", "left"))
+    for name, justify in columns + ((("rank", "right"),) if ranks else ()):
+        table.add_column(name, justify=justify, overflow="fold")
+    for r in results:
+        shape = "x".join(map(str, r.shape)) if r.shape else "-"
+        objects = "-" if r.objects is None else str(r.objects)
+        if r.ok:
+            status = Text("ok" + (f" ({'; '.join(r.notes)})" if r.notes else ""), style="green")
+        else:
+            status = Text(f"failed: {r.message}", style="red")
+        table.add_row(Text(r.path.name), shape, objects, f"{r.seconds:.2f}", status, *([str(r.rank)] if ranks else []))
+    out.print(table)
+    failed = sum(not r.ok for r in results)
+    line = f"{len(results) - failed} of {len(results)} file(s) segmented"
+    out.print(line + (f"; {failed} failed (see the table)" if failed else ""))

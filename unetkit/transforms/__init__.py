@@ -10,6 +10,7 @@ from unetkit.transforms.intensity import PercentileNormalize, PercentileNormaliz
 from unetkit.transforms.labels import InstanceToSemantic, InstanceToSemanticd, separate_touching
 from unetkit.transforms.weight_map import WeightMap, WeightMapd, border_cutoff, two_nearest_distances, weight_map
 from unetkit.transforms.load import LoadImage, LoadImaged
+from unetkit.transforms.save import SaveMask, SaveMaskd
 
 __all__ = [
     "AsInstances",
