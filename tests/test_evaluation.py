@@ -101,3 +101,67 @@ def test_cli_reports_seg_for_a_ctc_prediction_folder(tmp_path):
     assert rows[-1]["image"] == "ALL" and float(rows[-1]["seg"]) == pytest.approx(0.75)
     r = runner.invoke(app, ["evaluate", str(pred_dir)])
     assert r.exit_code == 2 and "missing GT" in r.output
+
+
+def _tiny_bundle(tmp_path, recipe):
+    """A repo bundle with a tiny network and random weights: predictions are poor but real."""
+    import shutil
+    from pathlib import Path
+
+    import torch
+
+    from unetkit.bundle import read_config, write_config
+    from unetkit.networks import UNet
+
+    src = Path(__file__).resolve().parents[1] / "bundles" / recipe
+    dst = tmp_path / recipe
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("models", "checkpoints", "eval"))
+    for name in ("train.json", "inference.json"):
+        config = read_config(dst / "configs" / name)
+        config["network_def"]["features"] = [2, 4, 8, 16, 32]
+        write_config(dst / "configs" / name, config)
+    (dst / "models").mkdir()
+    torch.manual_seed(0)
+    torch.save(UNet(2, 1, 2, [2, 4, 8, 16, 32]).state_dict(), dst / "models" / "model.pt")
+    return dst
+
+
+def test_evaluate_bundle_segments_the_validation_sequence_and_scores_what_it_wrote(tmp_path):
+    from unetkit.data import make_demo
+    from unetkit.evaluation import score_pair
+    from unetkit.evaluation.pairing import Pair
+
+    data = make_demo(tmp_path / "demo", frames=2, shape=(48, 64))
+    bundle = _tiny_bundle(tmp_path, "phc_u373")
+    r = runner.invoke(app, ["evaluate", str(bundle), "--data", str(data), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    written = sorted(p.name for p in (bundle / "eval" / "predictions").iterdir())
+    assert written == ["t000_mask.tif", "t001_mask.tif"]  # sequence 02, the bundle's validation split
+    assert tifffile.imread(bundle / "eval" / "predictions" / "t000_mask.tif").shape == (48, 64)
+    rows = list(csv.DictReader(open(bundle / "eval" / "evaluation.csv")))
+    assert [r["image"] for r in rows] == ["02/0", "02/1", "ALL"]
+    again = score_pair(Pair("x", bundle / "eval" / "predictions" / "t001_mask.tif", data / "02_GT" / "SEG" / "man_seg001.tif"))
+    assert float(rows[1]["iou"]) == pytest.approx(again[0].scores["iou"])
+
+
+def test_evaluate_bundle_cuts_stack_slices_for_isbi(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "isbi"
+    data.mkdir()
+    tifffile.imwrite(data / "train-volume.tif", rng.integers(0, 255, (7, 40, 44), dtype=np.uint8))
+    tifffile.imwrite(data / "train-labels.tif", np.where(rng.random((7, 40, 44)) < 0.8, 255, 0).astype(np.uint8))
+    bundle = _tiny_bundle(tmp_path, "isbi2012_em")
+    r = runner.invoke(app, ["evaluate", str(bundle), "--data", str(data), "--device", "cpu", "-o", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output
+    # the bundle holds out the last 5 slices
+    assert sorted(p.name for p in (tmp_path / "ev" / "reference").iterdir()) == [f"train-volume_{i:03d}.tif" for i in range(2, 7)]
+    ref = tifffile.imread(tmp_path / "ev" / "reference" / "train-volume_004.tif")
+    assert (ref == tifffile.imread(data / "train-labels.tif")[4]).all()
+    assert len(list((tmp_path / "ev" / "predictions").glob("*_mask.tif"))) == 5
+
+
+def test_evaluate_bundle_without_the_data_says_how_to_get_it(tmp_path):
+    bundle = _tiny_bundle(tmp_path, "phc_u373")
+    r = runner.invoke(app, ["evaluate", str(bundle), "--data", str(tmp_path / "nowhere"), "--device", "cpu"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "nowhere" in r.output

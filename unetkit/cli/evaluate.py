@@ -32,7 +32,7 @@ def evaluate(
             raise UnetkitError("give either PRED GT or BUNDLE --data DIR, not both")
         from unetkit.evaluation.bundle import predict_validation
 
-        pairs, default_out = predict_validation(pred, data, device=device, trust=trust)
+        pairs, default_out = predict_validation(pred, data, output=output, device=device, trust=trust)
     elif gt is None:
         raise UnetkitError("missing GT: `unetkit evaluate PRED GT`, or `unetkit evaluate BUNDLE --data DIR`")
     elif pred.is_dir() or gt.is_dir():

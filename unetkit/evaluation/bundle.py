@@ -1,0 +1,124 @@
+"""``unetkit evaluate BUNDLE --data DIR``: segment the bundle's validation split, then pair it for scoring.
+
+The validation split is the one the bundle trained against (``validate#datalist`` in its
+``train.json``, with ``dataset_dir`` pointed at ``--data``), so the figures are the ones training
+reported, now with every measure. Predictions are written the way ``unetkit infer`` writes them, into
+``predictions/`` of the evaluation folder, so a user can look at what was scored. Items that name one
+frame of a stack (ISBI 2012's slices, the 2D-annotated slices of CTC 3D sets) are cut out first, into
+``inputs/`` and ``reference/``, since a prediction file is one image.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+from unetkit.bundle import read_config
+from unetkit.errors import BundleError, DataError
+from unetkit.evaluation.pairing import Pair, pair_key
+from unetkit.io import read_image, write_image
+
+__all__ = ["validation_items", "predict_validation"]
+
+
+def validation_items(bundle_folder: str | os.PathLike, data: str | os.PathLike) -> list[dict]:
+    """The bundle's validation items (``{"image", "label"[, "frame"]}``) for the data set at ``data``.
+
+    Raises:
+        BundleError: the bundle has no ``train.json`` or no ``validate#datalist`` in it.
+        DataError: the data set does not have the layout the bundle expects (the datalist's own message).
+    """
+    from monai.bundle import ConfigParser
+
+    folder = Path(bundle_folder)
+    path = folder / "configs" / "train.json"
+    if not path.is_file():
+        raise BundleError("no configs/train.json: the bundle does not say which data it validates on", path=path)
+    config = read_config(path)
+    parser = ConfigParser(copy.deepcopy(config))
+    if "validate#datalist" not in parser:
+        raise BundleError("no validate#datalist in train.json: nothing says which images to score", path=path)
+    parser["bundle_root"] = str(folder)
+    parser["dataset_dir"] = str(Path(data).resolve())
+    try:
+        items = parser.get_parsed_content("validate#datalist")
+    except Exception as e:  # MONAI wraps the datalist's DataError in "Failed to instantiate ..."
+        cause = e
+        while cause.__cause__ is not None and not isinstance(cause, DataError):
+            cause = cause.__cause__
+        if isinstance(cause, DataError):
+            raise cause from None
+        raise DataError(f"the bundle's validation list could not be built from {data}: {e}", path=data) from e
+    items = [dict(i) for i in items]
+    if not items:
+        raise DataError("the bundle's validation split of this data set is empty", path=data)
+    return items
+
+
+def predict_validation(
+    bundle: str | os.PathLike,
+    data: str | os.PathLike,
+    *,
+    output: str | os.PathLike | None = None,
+    device: str = "auto",
+    trust: bool = False,
+    overwrite: bool = True,
+) -> tuple[list[Pair], Path]:
+    """Segment the validation images of ``data`` with ``bundle``; return the pairs to score.
+
+    Args:
+        bundle: bundle folder or zip.
+        data: the data set's folder (as ``unetkit train --data``).
+        output: the evaluation folder; default ``BUNDLE/eval`` for a folder, ``./<zip stem>_eval`` for a zip
+            (its unpacked copy is a cache, not a place for results).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        trust: skip the bundle's safety scan.
+        overwrite: replace predictions of an earlier evaluation in the same folder.
+
+    Returns:
+        ``(pairs, output)``: one :class:`~unetkit.evaluation.Pair` per validation image (prediction, reference)
+        and the evaluation folder, where the report goes too.
+
+    Raises:
+        DataError: an image that could not be segmented (the file and why), or an unusable data set.
+        BundleError, UnsafeBundleError: as :func:`unetkit.predict.load_bundle_model`.
+    """
+    from unetkit.predict import PredictOptions, load_bundle_model, predict_file
+
+    model = load_bundle_model(bundle, trust=trust, device=device)
+    items = validation_items(model.folder, data)
+    if output is None:
+        src = Path(bundle)
+        output = src / "eval" if src.is_dir() else Path.cwd() / f"{src.name.removesuffix('.zip')}_eval"
+    out = Path(output)
+    predictions = out / "predictions"
+    options = PredictOptions(instances=True, overwrite=overwrite)
+    pairs: list[Pair] = []
+    for item in items:
+        image, label = Path(item["image"]), Path(item["label"])
+        if "frame" in item:
+            image, label = _cut_frame(image, label, int(item["frame"]), out, overwrite=overwrite)
+        result = predict_file(model, image, predictions, options)
+        if not result.ok:
+            raise DataError(f"could not be segmented: {result.message}", path=image)
+        mask = next(p for p in result.outputs if "_mask" in p.name)
+        key = pair_key(image)
+        pairs.append(Pair(f"{image.parent.name}/{key}" if isinstance(key, int) else str(key), mask, label))
+    return pairs, out
+
+
+def _cut_frame(image: Path, label: Path, frame: int, out: Path, *, overwrite: bool) -> tuple[Path, Path]:
+    """Write frame ``frame`` of the image and label stacks as files of their own; their paths."""
+    name = f"{image.name.split('.')[0]}_{frame:03d}"
+    paths = []
+    for src, folder in ((image, out / "inputs"), (label, out / "reference")):
+        array, meta = read_image(src)
+        if array.ndim < 3 or frame >= array.shape[0]:
+            raise DataError(f"has no frame {frame} (shape {array.shape})", path=src)
+        dst = folder / f"{name}.tif"
+        if overwrite or not dst.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            write_image(dst, array[frame], meta.select(0, frame))
+        paths.append(dst)
+    return paths[0], paths[1]
