@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := demo_run
 
-.PHONY: demo test clean
+.PHONY: demo test docs clean
 
 # On a machine without an NVIDIA driver, take the CPU wheel of torch first (pip would otherwise pull a
 # CUDA build of several GB); with a driver, pip's default torch build is the right one.
@@ -17,13 +17,16 @@ $(STAMP): pyproject.toml Makefile
 
 demo: $(STAMP)
 	$(BIN)/unetkit data demo $(DEMO)/data --seed 0
-	$(BIN)/unetkit train bundles/phc_u373 --data $(DEMO)/data --output $(DEMO)/model --steps 200 \
+	$(BIN)/unetkit train bundles/phc_u373 --data $(DEMO)/data --output $(DEMO)/model --steps 200 --overwrite \
 	    --set 'network_def::features=[16,32,64,128,256]'
 	$(BIN)/unetkit infer $(DEMO)/model $(DEMO)/data/02/t000.tif -o $(DEMO)/masks --preview --overwrite
 	@echo "demo done: mask and overlay in $(DEMO)/masks/, model in $(DEMO)/model/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+docs: $(STAMP)
+	$(BIN)/typer unetkit.cli.app utils docs --name unetkit --output docs/cli.md
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache
