@@ -77,12 +77,38 @@ def test_the_same_seed_gives_the_same_weights_and_another_seed_does_not(tmp_path
 
 
 def test_resume_continues_bit_for_bit(tmp_path, demo):
+    # N steps in one go, or N/2, then --resume to N: with a constant rate (lr_power 0) the same weights
+    constant = {"lr_power": 0.0}
     whole, split = tmp_path / "whole", tmp_path / "split"
-    _train(whole, demo, steps=6)
-    _train(split, demo, steps=3, overrides={"ckpt_interval": 3})
-    _train(split, demo, steps=6, resume=True)
+    _train(whole, demo, steps=6, overrides=constant)
+    _train(split, demo, steps=3, overrides={"ckpt_interval": 3, **constant})
+    _train(split, demo, steps=6, resume=True, overrides=constant)
     a, b = _weights(whole), _weights(split)
     assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_interrupted_run_resumes_bit_for_bit_with_the_decaying_rate(tmp_path, demo, monkeypatch):
+    # The default recipe's rate decays over max_steps: a 6-step run cut at step 3 (power cut, Ctrl-C, job
+    # time limit) and resumed with the same --steps ends with the weights of the uninterrupted run.
+    from unetkit.training.handlers import StepCheckpointer
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    _train(whole, demo, steps=6, overrides={"ckpt_interval": 3})
+    real_save = StepCheckpointer.save
+
+    def save_then_die(self, engine):
+        real_save(self, engine)
+        if engine.state.iteration == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(StepCheckpointer, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _train(cut, demo, steps=6, overrides={"ckpt_interval": 3})
+    monkeypatch.setattr(StepCheckpointer, "save", real_save)
+    assert not (cut / "models" / "model.pt").exists()
+    _train(cut, demo, steps=6, resume=True, overrides={"ckpt_interval": 3})
+    a, b = _weights(whole), _weights(cut)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -168,8 +168,9 @@ def demo_image(labels: np.ndarray, depth: np.ndarray, *, kind: str = "phase", se
     Args:
         labels: ``(H, W)`` instance labels from :func:`demo_labels`.
         depth: the matching normalised-distance image from :func:`demo_labels`.
-        kind: ``"phase"`` (uint8 phase contrast: mid-grey, uneven illumination, cells darker or brighter
-            than the background with a bright halo around them and bright seams between touching cells,
+        kind: ``"phase"`` (uint8 phase contrast: mid-grey, uneven illumination, cells darker than the
+            background with a bright halo around them (or brighter with a dark rim), bright seams between
+            touching cells,
             texture, noise) or ``"fluorescence"`` (uint16: bright cells on a dark background, dark seams,
             some cells out of focus, Poisson and Gaussian noise).
         seed: seed of the rendering noise.
@@ -194,13 +195,18 @@ def _illumination(rng, shape, amplitude: float) -> np.ndarray:
 def _phase(labels, depth, rng) -> np.ndarray:
     fg = labels > 0
     n = int(labels.max())
-    # Mostly darker cells, a few brighter; at least 30 grey values from the background at the centre.
-    offset = np.concatenate([[0.0], np.where(rng.random(n) < 0.85, rng.uniform(-50, -30, n), rng.uniform(30, 45, n))])
+    # Darker cells, one in twenty brighter (a rounded, mitotic-looking cell); at least 30 grey values from
+    # the background at the centre. Bright cells are the hard case (they resemble the halo): rare enough that
+    # a few hundred training steps see mostly the common one, present so that the demo is not trivial.
+    offset = np.concatenate([[0.0], np.where(rng.random(n) < 0.95, rng.uniform(-50, -30, n), rng.uniform(30, 45, n))])
     image = 128 + _illumination(rng, labels.shape, 10)
     image += offset[labels] * (1 - 0.35 * depth**2)
     image += fg * 7 * _smooth_field(rng, labels.shape, 1.5)  # granular cytoplasm
-    gap = ndi.distance_transform_edt(~fg)
-    image += 48 * np.exp(-np.maximum(gap - 1, 0) / 1.6) * ~fg  # the phase-contrast halo
+    gap, nearest = ndi.distance_transform_edt(~fg, return_indices=True)
+    # The phase-contrast halo: bright around the dark cells; a bright cell gets a dark rim instead, else its
+    # edge would vanish into its own halo (a boundary no one could draw, which no network could learn).
+    bright = (offset > 0)[labels[tuple(nearest)]]
+    image += np.where(bright, -40.0, 48.0) * np.exp(-np.maximum(gap - 1, 0) / 1.6) * ~fg
     image += 30 * _seams(labels)
     image = ndi.gaussian_filter(image, 0.8) + rng.normal(0, 4, labels.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)

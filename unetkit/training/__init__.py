@@ -4,6 +4,7 @@ from unetkit.training.dataset import StepDataset
 from unetkit.training.handlers import (
     MetricsLogger,
     StepCheckpointer,
+    StepLRSchedule,
     StopOnNonFinite,
     TrainingProgress,
     ValidateEvery,
@@ -18,6 +19,7 @@ __all__ = [
     "StepCheckpointer",
     "MetricsLogger",
     "StopOnNonFinite",
+    "StepLRSchedule",
     "TrainingProgress",
     "latest_checkpoint",
     "ForegroundIoU",

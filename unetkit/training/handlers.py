@@ -1,5 +1,6 @@
 """Ignite handlers that a bundle's train config names: validation by step, checkpoints that can be
-resumed bit for bit, the metrics table and curves, and a stop on a non-finite loss.
+resumed bit for bit, the metrics table and curves, a stop on a non-finite loss, and the learning-rate
+schedule.
 
 Each has MONAI's handler shape (settings in ``__init__``, ``attach(engine)``), so a train config lists
 them under ``train#handlers`` and they run the same under ``unetkit train`` and MONAI's own runner. Only
@@ -27,6 +28,7 @@ __all__ = [
     "StepCheckpointer",
     "MetricsLogger",
     "StopOnNonFinite",
+    "StepLRSchedule",
     "TrainingProgress",
     "latest_checkpoint",
     "is_main_process",
@@ -76,6 +78,52 @@ class ValidateEvery:
 
     def __call__(self, engine: Engine) -> None:
         self.validator.run(engine.state.epoch)
+
+
+class StepLRSchedule:
+    """Set the learning rate before every step from the step number alone: linear warm-up, then poly decay.
+
+    ``lr(k) = base * min(1, k / warmup) * (1 - (k - 1) / max_steps) ** power`` for step ``k = 1 .. max_steps``
+    (nnU-Net's poly schedule, power 0.9, with an optional warm-up). The paper gives no schedule; with its
+    momentum of 0.99 a constant rate keeps oscillating late in short runs, and decay lets the end settle.
+
+    Stateless on purpose: a run resumed at step ``k`` gets the same rates as one that never stopped, with
+    nothing to store in checkpoints (unlike ``torch.optim.lr_scheduler``, whose counter would have to be).
+
+    Args:
+        optimizer: the optimizer; each parameter group's rate at construction is its base rate.
+        max_steps: the run's steps (the config's ``max_steps``).
+        power: poly exponent; 0 keeps the rate constant after warm-up.
+        warmup: steps of linear warm-up from ``base / warmup``; 0 for none.
+
+    Examples:
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+        >>> s = StepLRSchedule(opt, max_steps=100, power=1.0, warmup=10)
+        >>> [round(s.rate(k)[0], 5) for k in (1, 10, 11, 100)]
+        [0.001, 0.0091, 0.009, 0.0001]
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, max_steps: int, power: float = 0.9, warmup: int = 0):
+        if max_steps < 1 or warmup < 0 or power < 0:
+            raise ValueError(f"need max_steps >= 1, warmup >= 0, power >= 0; got {max_steps}, {warmup}, {power}")
+        self.optimizer = optimizer
+        self.base = [float(g["lr"]) for g in optimizer.param_groups]
+        self.max_steps, self.power, self.warmup = int(max_steps), float(power), int(warmup)
+
+    def rate(self, step: int) -> list[float]:
+        """The learning rate of each parameter group at step ``step`` (1-based)."""
+        factor = max(0.0, 1.0 - (step - 1) / self.max_steps) ** self.power
+        if self.warmup and step < self.warmup:
+            factor *= step / self.warmup
+        return [b * factor for b in self.base]
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        # ignite has already counted the step that is about to run
+        for group, lr in zip(self.optimizer.param_groups, self.rate(engine.state.iteration)):
+            group["lr"] = lr
 
 
 class StopOnNonFinite:
