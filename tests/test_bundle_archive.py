@@ -8,14 +8,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 
 from unetkit.bundle import MANIFEST, check_manifest, open_bundle, pack_bundle, read_config, write_config
 from unetkit.errors import BundleError, UnsafeBundleError
-from unetkit.networks import UNet
-
-REPO_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
-TINY = [4, 8, 16, 32, 64]
+from tiny_bundles import make_tiny_bundle
 
 
 @pytest.fixture(autouse=True)
@@ -27,15 +23,7 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture
 def bundle(tmp_path) -> Path:
     """A trained-looking bundle: the PhC-U373 recipe with a tiny network and random weights."""
-    dst = tmp_path / "trained"
-    shutil.copytree(REPO_BUNDLES / "phc_u373", dst, ignore=shutil.ignore_patterns("models", "checkpoints", "eval"))
-    for name in ("train.json", "inference.json"):
-        config = read_config(dst / "configs" / name)
-        config["network_def"]["features"] = TINY
-        write_config(dst / "configs" / name, config)
-    (dst / "models").mkdir()
-    torch.manual_seed(0)
-    torch.save(UNet(2, 1, 2, TINY).state_dict(), dst / "models" / "model.pt")
+    dst = make_tiny_bundle(tmp_path / "trained")
     return dst
 
 

@@ -1,19 +1,15 @@
 """``unetkit bundle init|verify|pack|export``: exit codes, files written, one-line refusals."""
 
-import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from unetkit.bundle import read_config, write_config
 from unetkit.cli.app import app
-from unetkit.networks import UNet
+from tiny_bundles import make_tiny_bundle
 
-REPO_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
-TINY = [4, 8, 16, 32, 64]
 runner = CliRunner()
 
 
@@ -24,14 +20,7 @@ def _cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def bundle(tmp_path) -> Path:
-    dst = tmp_path / "trained"
-    shutil.copytree(REPO_BUNDLES / "phc_u373", dst, ignore=shutil.ignore_patterns("models", "checkpoints", "eval"))
-    for name in ("train.json", "inference.json"):
-        config = read_config(dst / "configs" / name)
-        config["network_def"]["features"] = TINY
-        write_config(dst / "configs" / name, config)
-    (dst / "models").mkdir()
-    torch.save(UNet(2, 1, 2, TINY).state_dict(), dst / "models" / "model.pt")
+    dst = make_tiny_bundle(tmp_path / "trained")
     return dst
 
 

@@ -1,7 +1,6 @@
 """TorchScript and ONNX exports: same outputs as PyTorch, at sizes other than the one exported."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,7 @@ from unetkit.bundle import export_bundle, pack_bundle, read_config, write_config
 from unetkit.bundle.export import ExportableUNet
 from unetkit.errors import BundleError
 from unetkit.networks import UNet
-
-REPO_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
-TINY = [4, 8, 16, 32, 64]
+from tiny_bundles import TINY, make_tiny_bundle
 
 
 @pytest.fixture(autouse=True)
@@ -23,15 +20,7 @@ def _cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def bundle(tmp_path) -> Path:
-    dst = tmp_path / "trained"
-    shutil.copytree(REPO_BUNDLES / "phc_u373", dst, ignore=shutil.ignore_patterns("models", "checkpoints", "eval"))
-    for name in ("train.json", "inference.json"):
-        config = read_config(dst / "configs" / name)
-        config["network_def"]["features"] = TINY
-        write_config(dst / "configs" / name, config)
-    (dst / "models").mkdir()
-    torch.manual_seed(0)
-    torch.save(UNet(2, 1, 2, TINY).state_dict(), dst / "models" / "model.pt")
+    dst = make_tiny_bundle(tmp_path / "trained")
     return dst
 
 

@@ -12,10 +12,10 @@ from unetkit.bundle import pack_bundle, read_config, verify_bundle, write_config
 from unetkit.bundle.verify import meta_schema, validate_metadata
 from unetkit.errors import BundleError
 from unetkit.networks import UNet
+from tiny_bundles import TINY, make_tiny_bundle
 
 REPO_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 SCHEMA = Path(__file__).resolve().parents[1] / "unetkit" / "bundle" / "meta_schema.json"
-TINY = [4, 8, 16, 32, 64]
 
 
 @pytest.fixture(autouse=True)
@@ -25,14 +25,7 @@ def _cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def bundle(tmp_path) -> Path:
-    dst = tmp_path / "trained"
-    shutil.copytree(REPO_BUNDLES / "phc_u373", dst, ignore=shutil.ignore_patterns("models", "checkpoints", "eval"))
-    for name in ("train.json", "inference.json"):
-        config = read_config(dst / "configs" / name)
-        config["network_def"]["features"] = TINY
-        write_config(dst / "configs" / name, config)
-    (dst / "models").mkdir()
-    torch.save(UNet(2, 1, 2, TINY).state_dict(), dst / "models" / "model.pt")
+    dst = make_tiny_bundle(tmp_path / "trained")
     (dst / "docs").mkdir(exist_ok=True)
     (dst / "docs" / "README.md").write_text("# PhC-U373, tiny\n")
     return dst

@@ -12,10 +12,8 @@ from typer.testing import CliRunner
 
 from unetkit.bundle import pack_bundle
 from unetkit.cli.app import app
-from unetkit.networks import UNet
+from tiny_bundles import REPO_BUNDLES, make_tiny_bundle
 
-BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
-TINY = [4, 8, 16, 32, 64]
 runner = CliRunner()
 
 
@@ -27,16 +25,7 @@ def _cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     """phc_u373 with a tiny network and random weights: a trained bundle as `unetkit train` leaves it."""
-    dst = tmp_path_factory.mktemp("bundles") / "tiny"
-    shutil.copytree(BUNDLES / "phc_u373", dst)
-    path = dst / "configs" / "inference.json"
-    config = json.loads(path.read_text())
-    config["network_def"]["features"] = TINY
-    path.write_text(json.dumps(config, indent=4))
-    (dst / "models").mkdir()
-    torch.manual_seed(0)
-    torch.save(UNet(features=TINY).state_dict(), dst / "models" / "model.pt")
-    return dst
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundles") / "tiny")
 
 
 @pytest.fixture
@@ -162,8 +151,8 @@ def test_cuda_where_there_is_none_is_refused(bundle, images, tmp_path, monkeypat
 
 
 def test_an_untrained_bundle_and_an_empty_folder_are_refused(images, tmp_path):
-    r = _invoke("infer", BUNDLES / "phc_u373", images / "a.tif", "-o", tmp_path / "out")
+    r = _invoke("infer", REPO_BUNDLES / "phc_u373", images / "a.tif", "-o", tmp_path / "out")
     assert r.exit_code == 2 and "no trained weights" in r.output
     (tmp_path / "empty").mkdir()
-    r = _invoke("infer", BUNDLES / "phc_u373", tmp_path / "empty", "-o", tmp_path / "out")
+    r = _invoke("infer", REPO_BUNDLES / "phc_u373", tmp_path / "empty", "-o", tmp_path / "out")
     assert r.exit_code == 2 and "no image files to segment" in r.output

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from unetkit.cli.app import app
 from unetkit.errors import DataError
 from unetkit.evaluation import evaluate_pairs, pair_folders, pair_key, score_arrays, summarise
+from tiny_bundles import make_tiny_bundle
 
 runner = CliRunner()
 
@@ -105,25 +106,7 @@ def test_cli_reports_seg_for_a_ctc_prediction_folder(tmp_path):
 
 def _tiny_bundle(tmp_path, recipe):
     """A repo bundle with a tiny network and random weights: predictions are poor but real."""
-    import shutil
-    from pathlib import Path
-
-    import torch
-
-    from unetkit.bundle import read_config, write_config
-    from unetkit.networks import UNet
-
-    src = Path(__file__).resolve().parents[1] / "bundles" / recipe
-    dst = tmp_path / recipe
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("models", "checkpoints", "eval"))
-    for name in ("train.json", "inference.json"):
-        config = read_config(dst / "configs" / name)
-        config["network_def"]["features"] = [2, 4, 8, 16, 32]
-        write_config(dst / "configs" / name, config)
-    (dst / "models").mkdir()
-    torch.manual_seed(0)
-    torch.save(UNet(2, 1, 2, [2, 4, 8, 16, 32]).state_dict(), dst / "models" / "model.pt")
-    return dst
+    return make_tiny_bundle(tmp_path / recipe, recipe, [2, 4, 8, 16, 32])
 
 
 def test_evaluate_bundle_segments_the_validation_sequence_and_scores_what_it_wrote(tmp_path):

@@ -1,8 +1,6 @@
 """``unetkit infer --nproc N``: the files are sharded over gloo ranks, each output written once, one table."""
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,30 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
 from typer.testing import CliRunner
 
 from unetkit.cli.app import app
 from unetkit.errors import UnetkitError
-from unetkit.networks import UNet
 from unetkit.predict import PredictOptions, launch_sharded, load_bundle_model, predict_files, shard
-
-BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
-TINY = [4, 8, 16, 32, 64]
+from tiny_bundles import make_tiny_bundle
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
-    dst = tmp_path_factory.mktemp("bundles") / "tiny"
-    shutil.copytree(BUNDLES / "phc_u373", dst)
-    path = dst / "configs" / "inference.json"
-    config = json.loads(path.read_text())
-    config["network_def"]["features"] = TINY
-    path.write_text(json.dumps(config))
-    (dst / "models").mkdir()
-    torch.manual_seed(0)
-    torch.save(UNet(features=TINY).state_dict(), dst / "models" / "model.pt")
-    return dst
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundles") / "tiny")
 
 
 @pytest.fixture(scope="module")

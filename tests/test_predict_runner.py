@@ -1,10 +1,7 @@
 """The bundle's inference.json under MONAI's own runner: SaveMaskd writes what `unetkit infer` writes."""
 
-import json
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -13,12 +10,9 @@ import tifffile
 import torch
 
 from unetkit.io import ImageMeta, read_image, write_image
-from unetkit.networks import UNet
 from unetkit.predict import load_bundle_model, predict_files
 from unetkit.transforms import SaveMask, SaveMaskd
-
-BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
-TINY = [4, 8, 16, 32, 64]
+from tiny_bundles import make_tiny_bundle
 
 
 def test_savemask_writes_the_labels_with_the_input_calibration(tmp_path):
@@ -50,14 +44,7 @@ def test_savemaskd_asks_for_the_path_not_the_loaded_image(tmp_path):
 
 
 def test_monai_runner_writes_the_masks_unetkit_infer_writes(tmp_path, rng):
-    bundle = tmp_path / "b"
-    shutil.copytree(BUNDLES / "phc_u373", bundle)
-    config = json.loads((bundle / "configs" / "inference.json").read_text())
-    config["network_def"]["features"] = TINY
-    (bundle / "configs" / "inference.json").write_text(json.dumps(config))
-    (bundle / "models").mkdir()
-    torch.manual_seed(0)
-    torch.save(UNet(features=TINY).state_dict(), bundle / "models" / "model.pt")
+    bundle = make_tiny_bundle(tmp_path / "b")
     (tmp_path / "in").mkdir()
     sources = [write_image(tmp_path / "in" / "a.tif", rng.integers(0, 255, (45, 61), dtype=np.uint8),
                            ImageMeta("YX", spacing=(0.3, 0.3))),

@@ -213,7 +213,6 @@ def _phase(labels, depth, rng) -> np.ndarray:
 
 
 def _fluorescence(labels, depth, rng) -> np.ndarray:
-    fg = labels > 0
     n = int(labels.max())
     brightness = np.concatenate([[0.0], rng.uniform(700, 2000, n)])
     cells = brightness[labels] * (1 - 0.3 * depth**2) * (1 + 0.12 * _smooth_field(rng, labels.shape, 2))
