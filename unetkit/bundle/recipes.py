@@ -2,8 +2,8 @@
 
 The recipes are the repository's ``bundles/<name>`` folders (``phc_u373``, ``dic_hela``, ``isbi2012_em``,
 ``spleen_ct_3d``): one source of truth, the folders users read. :func:`recipe_path` finds them next to the
-package (a checkout or an editable install) and, for an installed wheel, in ``unetkit/recipes/<name>`` if
-packaging puts copies there.
+package (a checkout or an editable install) and, for an installed wheel, in ``unetkit/recipes/<name>``
+(in a checkout a link to ``bundles/``; the wheel build copies the recipes' configs, docs and licence).
 
 :func:`init_bundle` copies a recipe without run results, fills ``metadata.json`` (versions of this
 environment, a fresh changelog, ``network_data_format`` computed from the network's geometry: 572 -> 388
