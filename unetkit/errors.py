@@ -17,6 +17,7 @@ __all__ = [
     "BundleError",
     "UnsafeBundleError",
     "TrainingError",
+    "find_user_error",
 ]
 
 
@@ -66,3 +67,17 @@ class UnsafeBundleError(BundleError):
 
 class TrainingError(UnetkitError):
     """Training cannot go on (NaN loss, nothing to resume from, bad schedule)."""
+
+
+def find_user_error(e: BaseException) -> UnetkitError | None:
+    """The first :class:`UnetkitError` in ``e``'s chain (``e`` itself, its cause or context, ...), or None.
+
+    MONAI wraps whatever a config component raises ("Failed to instantiate ..."); callers dig out ours
+    with this, so the user sees its one clear line instead of MONAI's wrapper.
+    """
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, UnetkitError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from unetkit.bundle import read_config
-from unetkit.errors import BundleError, DataError
+from unetkit.errors import BundleError, DataError, find_user_error
 from unetkit.evaluation.pairing import Pair, pair_key
 from unetkit.io import read_image, write_image
 
@@ -43,12 +43,10 @@ def validation_items(bundle_folder: str | os.PathLike, data: str | os.PathLike) 
     parser["dataset_dir"] = str(Path(data).resolve())
     try:
         items = parser.get_parsed_content("validate#datalist")
-    except Exception as e:  # MONAI wraps the datalist's DataError in "Failed to instantiate ..."
-        cause = e
-        while cause.__cause__ is not None and not isinstance(cause, DataError):
-            cause = cause.__cause__
-        if isinstance(cause, DataError):
-            raise cause from None
+    except Exception as e:
+        mine = find_user_error(e)
+        if mine is not None:
+            raise mine from None
         raise DataError(f"the bundle's validation list could not be built from {data}: {e}", path=data) from e
     items = [dict(i) for i in items]
     if not items:

@@ -26,7 +26,7 @@ import torch
 
 from unetkit.bundle.config import CONFIG_NAMES, apply_overrides, get_key, read_config, write_config
 from unetkit.bundle.loader import open_bundle
-from unetkit.errors import DataError, TrainingError, UnetkitError
+from unetkit.errors import DataError, TrainingError, UnetkitError, find_user_error
 from unetkit.training.handlers import TrainingProgress, latest_checkpoint
 
 __all__ = ["train_bundle", "TrainResult"]
@@ -143,8 +143,8 @@ def train_bundle(
         else:
             run_workflow(out, runtime, resume=resume, progress=progress)
     except Exception as e:
-        mine = _user_error(e)
-        if mine is e:
+        mine = find_user_error(e)
+        if mine is None or mine is e:
             raise
         raise mine from None
     metrics = _last_metrics(out / "metrics.csv")
@@ -285,16 +285,6 @@ def _resume(parser, trainer, ckpt: Path) -> None:
     if state.get("cuda_rng") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     logger.info("resuming from %s (step %d)", ckpt, step)
-
-
-def _user_error(e: BaseException) -> BaseException:
-    """MONAI wraps errors raised while building components; dig out ours so the user sees one clear line."""
-    seen = e
-    while seen is not None:
-        if isinstance(seen, UnetkitError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return e
 
 
 def _last_metrics(csv_path: Path) -> dict[str, float]:
