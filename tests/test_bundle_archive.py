@@ -14,17 +14,10 @@ from unetkit.errors import BundleError, UnsafeBundleError
 from tiny_bundles import make_tiny_bundle
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNETKIT_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 @pytest.fixture
 def bundle(tmp_path) -> Path:
     """A trained-looking bundle: the PhC-U373 recipe with a tiny network and random weights."""
-    dst = make_tiny_bundle(tmp_path / "trained")
-    return dst
+    return make_tiny_bundle(tmp_path / "trained")
 
 
 def _sha(data: bytes) -> str:

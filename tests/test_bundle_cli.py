@@ -13,15 +13,9 @@ from tiny_bundles import make_tiny_bundle
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNETKIT_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture
 def bundle(tmp_path) -> Path:
-    dst = make_tiny_bundle(tmp_path / "trained")
-    return dst
+    return make_tiny_bundle(tmp_path / "trained")
 
 
 def _invoke(*args):

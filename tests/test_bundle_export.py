@@ -13,15 +13,9 @@ from unetkit.networks import UNet
 from tiny_bundles import TINY, make_tiny_bundle
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNETKIT_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture
 def bundle(tmp_path) -> Path:
-    dst = make_tiny_bundle(tmp_path / "trained")
-    return dst
+    return make_tiny_bundle(tmp_path / "trained")
 
 
 def _net(bundle: Path) -> UNet:

@@ -14,11 +14,6 @@ from unetkit.errors import UnsafeBundleError
 REPO_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNETKIT_CACHE", str(tmp_path / "cache"))
-
-
 def _copy(tmp_path) -> Path:
     dst = tmp_path / "bundle"
     shutil.copytree(REPO_BUNDLES / "phc_u373", dst, ignore=shutil.ignore_patterns("models", "checkpoints", "eval"))

@@ -18,11 +18,6 @@ REPO_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 SCHEMA = Path(__file__).resolve().parents[1] / "unetkit" / "bundle" / "meta_schema.json"
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNETKIT_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture
 def bundle(tmp_path) -> Path:
     dst = make_tiny_bundle(tmp_path / "trained")

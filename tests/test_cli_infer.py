@@ -17,11 +17,6 @@ from tiny_bundles import REPO_BUNDLES, make_tiny_bundle
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNETKIT_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     """phc_u373 with a tiny network and random weights: a trained bundle as `unetkit train` leaves it."""

@@ -7,16 +7,7 @@ from monai.data import MetaTensor
 from scipy import ndimage as ndi
 
 from unetkit.transforms import InstanceToSemantic, InstanceToSemanticd, separate_touching
-
-
-def touching_cells(shape, n, radius, seed):
-    rng = np.random.default_rng(seed)
-    centres = rng.uniform(0, 1, (n, len(shape))) * np.array(shape)
-    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1)
-    dist = np.sqrt(((grid[..., None, :] - centres) ** 2).sum(-1))
-    labels = (dist.argmin(-1) + 1).astype(np.int32)
-    labels[dist.min(-1) >= radius] = 0
-    return labels
+from synthetic_cells import touching_cells
 
 
 def different_neighbours(labels, gap):
