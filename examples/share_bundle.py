@@ -29,7 +29,7 @@ def main() -> int:
     checks = verify_bundle(archive)  # what the collaborator runs first
     for c in checks:
         print(f"  {c.name:13s} {c.status:5s} {c.detail}")
-    if any(c.status == "fail" for c in checks):
+    if any(c.failed for c in checks):
         return 1
 
     with tempfile.TemporaryDirectory() as out:  # the zip alone is enough to segment

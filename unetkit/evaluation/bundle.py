@@ -111,7 +111,8 @@ def _cut_frame(image: Path, label: Path, frame: int, out: Path, *, overwrite: bo
     name = f"{image.name.split('.')[0]}_{frame:03d}"
     paths = []
     for src, folder in ((image, out / "inputs"), (label, out / "reference")):
-        array, meta = read_image(src)
+        # mapped, not read: every validation item names the same two stacks, one frame each
+        array, meta = read_image(src, mmap=True)
         if array.ndim < 3 or frame >= array.shape[0]:
             raise DataError(f"has no frame {frame} (shape {array.shape})", path=src)
         dst = folder / f"{name}.tif"
