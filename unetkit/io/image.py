@@ -69,8 +69,10 @@ def write_image(
 
     The file appears whole or not at all (written beside the target, then renamed onto it); missing output
     folders are created; the file ``meta.source`` (the image ``meta`` was read from) is never overwritten.
-    TIFF is written as an ImageJ hyperstack when the dtype (uint8, uint16, float32) and axis order allow,
-    so Fiji shows the spacing, else as a plain TIFF carrying axes and spacing; NIfTI with ``meta``'s affine
+    TIFF is written as OME-TIFF when ``meta`` came from one (or the name ends in ``.ome.tif``), else as an
+    ImageJ hyperstack when the dtype (uint8, uint16, float32) and axis order allow, so Fiji shows the spacing,
+    else as a plain TIFF carrying axes and spacing; a unit a flavour cannot hold is converted or dropped with a
+    logged warning, never an error. NIfTI with ``meta``'s affine
     and sform/qform codes (an ITK affine converted from LPS, else a diagonal one from the spacing, else
     identity); ITK formats with spacing, origin and direction. Reading the file back gives the same array,
     axes and spacing. Boolean arrays are written as uint8.

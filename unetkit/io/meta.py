@@ -40,7 +40,8 @@ class ImageMeta:
         affine: 4x4 array, indices of the spatial axes (in ``axes`` order) to world; None for TIFF.
         source: absolute path the image was read from; :func:`~unetkit.io.write_image` never overwrites it.
         format: ``"tiff"``, ``"nifti"`` or ``"itk"``; None for a meta built by hand.
-        extra: format-specific things worth keeping (TIFF ``unit``/``resolution``/``imagej``, NIfTI
+        extra: format-specific things worth keeping (TIFF ``unit``/``resolution``/``imagej``, ``ome`` (True for an
+            OME-TIFF, whose outputs are then written as OME-TIFF too), NIfTI
             ``qform_code``/``sform_code``/``xyzt_units``, ITK ``origin``/``direction``). Treat it as read-only:
             copies made with :meth:`replace` share it.
 
