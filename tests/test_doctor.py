@@ -1,9 +1,12 @@
+import re
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
+import unetkit
 from unetkit.cli.app import app
-from unetkit.diagnostics import run_checks
+from unetkit.diagnostics import OPTIONAL, run_checks
 
 runner = CliRunner()
 
@@ -30,3 +33,17 @@ def test_doctor_fails_when_monai_cannot_be_imported(monkeypatch):
     checks = {c.name: c for c in run_checks()}
     assert checks["monai"].status == "fail" and "pip install monai" in checks["monai"].fix
     assert "forward pass (cpu)" not in checks
+
+
+def test_a_missing_optional_package_says_what_it_is_for(monkeypatch):
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    checks = {c.name: c for c in run_checks()}
+    assert checks["h5py"].status == "warn" and checks["h5py"].fix == "pip install h5py"
+    assert checks["h5py"].detail.startswith("not installed - only needed") and "isbi2012" in checks["h5py"].detail
+
+
+def test_every_optional_package_doctor_names_is_used_by_unetkit():
+    root = Path(unetkit.__file__).parent
+    code = "\n".join(p.read_text() for p in root.rglob("*.py") if p.name != "diagnostics.py")
+    for name in OPTIONAL:
+        assert re.search(rf"^\s*import {name}\b", code, re.MULTILINE), f"{name} is not imported anywhere"

@@ -15,7 +15,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Check", "run_checks"]
+__all__ = ["Check", "run_checks", "OPTIONAL"]
+
+OPTIONAL = {
+    "onnx": ("onnx", "for unetkit bundle export --format onnx"),
+    "onnxruntime": ("onnx", "for unetkit bundle export --format onnx (checks the export runs)"),
+    "h5py": ("", "for unetkit data fetch isbi2012 (its download is an HDF5 file)"),
+}
+"""Optional packages: the pip extra that brings each (``""``: none, install it by name) and what it is for."""
 
 
 @dataclass(frozen=True)
@@ -58,13 +65,15 @@ def _torch() -> list[Check]:
     return checks
 
 
-def _package(name: str, *, required: bool, extra: str = "") -> Check:
+def _package(name: str, *, required: bool, extra: str = "", purpose: str = "") -> Check:
+    """Is ``name`` importable? An optional one that is missing warns with what it is ``purpose`` for."""
     try:
         mod = importlib.import_module(name)
     except Exception as e:
         if required:
             return Check(name, "fail", f"cannot import: {e}", f"pip install {name}")
-        return Check(name, "warn", "not installed (optional)", f"pip install 'unetkit[{extra}]'" if extra else f"pip install {name}")
+        fix = f"pip install 'unetkit[{extra}]'" if extra else f"pip install {name}"
+        return Check(name, "warn", f"not installed - only needed {purpose}" if purpose else "not installed (optional)", fix)
     return Check(name, "ok", str(getattr(mod, "__version__", "installed")))
 
 
@@ -100,8 +109,8 @@ def run_checks(*, output: str | os.PathLike | None = None) -> list[Check]:
     """All checks, in the order a user would fix them."""
     core = [_python(), *_torch(), _package("monai", required=True), _package("ignite", required=True)]
     checks = list(core)
-    for name, extra in (("onnx", "onnx"), ("onnxruntime", "onnx"), ("h5py", "")):
-        checks.append(_package(name, required=False, extra=extra))
+    for name, (extra, purpose) in OPTIONAL.items():
+        checks.append(_package(name, required=False, extra=extra, purpose=purpose))
     cache = Path(os.environ.get("UNETKIT_CACHE", Path.home() / ".cache" / "unetkit"))
     checks.append(_writable("cache folder", cache, required=True))
     checks.append(_writable("output folder", Path(output) if output else Path.cwd(), required=output is not None))

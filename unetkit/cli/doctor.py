@@ -16,13 +16,14 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 def doctor(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="An output folder to check for write access.")] = None,
 ) -> None:
-    """Check Python, torch, CUDA (build, driver, GPUs, free memory), MONAI, extras, folders and a forward pass."""
+    """Check Python, torch, CUDA (build, driver, GPUs, free memory), MONAI, optional packages (and what each is
+    for), folders and a forward pass."""
     from unetkit.diagnostics import run_checks
 
     checks = run_checks(output=output)
     table = Table(title="unetkit doctor")
     for col in ("check", "status", "detail", "fix"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # paths and pip commands wrap whole at 80 columns
     for c in checks:
         table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status}[/]", c.detail, c.fix)
     out.print(table)
