@@ -148,3 +148,16 @@ def test_evaluate_bundle_without_the_data_says_how_to_get_it(tmp_path):
     r = runner.invoke(app, ["evaluate", str(bundle), "--data", str(tmp_path / "nowhere"), "--device", "cpu"])
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert "nowhere" in r.output
+
+
+def test_the_table_fits_80_columns_without_cutting_long_names(tmp_path):
+    name = "2024-03-15_HeLa_H2B-GFP_position07_timelapse_after_treatment"
+    tifffile.imwrite(tmp_path / f"{name}_mask.tif", _gt())
+    tifffile.imwrite(tmp_path / f"{name}.tif", _gt())
+    args = ["evaluate", str(tmp_path / f"{name}_mask.tif"), str(tmp_path / f"{name}.tif"), "-o", str(tmp_path / "ev")]
+    r = runner.invoke(app, args, env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    assert max(len(line) for line in r.output.splitlines()) <= 80 and "…" not in r.output
+    first_column = [line.split("│")[1].strip() for line in r.output.splitlines() if line.startswith("│")]
+    assert name in "".join(first_column)  # folded over lines, whole
+    assert "rand_error, warping_error: in the CSV" in r.output
