@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := demo_run
 
-.PHONY: demo test docs clean
+.PHONY: demo test docs bundles clean
 
 # On a machine without an NVIDIA driver, take the CPU wheel of torch first (pip would otherwise pull a
 # CUDA build of several GB); with a driver, pip's default torch build is the right one.
@@ -30,3 +30,7 @@ docs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache
+
+# The recipes' configs are made from recipes/ (a shared base + one overlay per recipe); a test checks they are current.
+bundles: $(STAMP)
+	$(BIN)/python -m unetkit.bundle.assemble

@@ -93,9 +93,9 @@ def test_export_without_weights_is_refused(bundle):
 
 
 def test_export_of_an_unsafe_bundle_is_refused(bundle, tmp_path):
-    config = read_config(bundle / "configs" / "inference.json")
+    config = read_config(bundle / "configs" / "common.json")
     config["network_def"]["_target_"] = "torch.hub.load"
-    write_config(bundle / "configs" / "inference.json", config)
+    write_config(bundle / "configs" / "common.json", config)
     with pytest.raises(BundleError, match=r"network_def::_target_: 'torch\.hub\.load' is on the deny list"):
         export_bundle(bundle, format="onnx")
 

@@ -6,10 +6,12 @@ from pathlib import Path
 import monai
 import pytest
 import torch
+from monai.bundle import ConfigParser
 
 import unetkit
 from unetkit.bundle import init_bundle, list_recipes, read_config, recipe_path, scan_bundle, verify_bundle, write_config
 from unetkit.bundle import recipes
+from unetkit.bundle.config import merged_config
 from unetkit.errors import BundleError
 from unetkit.networks import UNet
 
@@ -35,7 +37,7 @@ def test_unknown_recipe_names_the_ones_there_are(name):
 def test_init_copies_the_recipe_and_fills_metadata(tmp_path):
     folder = init_bundle(tmp_path / "mine", recipe="dic_hela")
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
-        "LICENSE", "configs/inference.json", "configs/metadata.json", "configs/multi_gpu_train.json",
+        "LICENSE", "configs/common.json", "configs/inference.json", "configs/metadata.json", "configs/multi_gpu_train.json",
         "configs/train.json", "docs/README.md"]
     assert read_config(folder / "configs" / "train.json") == read_config(REPO_BUNDLES / "dic_hela" / "configs" / "train.json")
     meta = read_config(folder / "configs" / "metadata.json")
@@ -50,11 +52,10 @@ def test_init_shapes_follow_the_network_geometry(tmp_path, monkeypatch):
     # a recipe with a shallower network, 3 classes and a tile that is not a valid size
     custom = tmp_path / "recipes" / "custom"
     shutil.copytree(REPO_BUNDLES / "phc_u373", custom)
-    for name in ("train.json", "inference.json"):
-        config = read_config(custom / "configs" / name)
-        config["network_def"].update(features=[8, 16, 32], out_channels=3)
-        config["tile"] = 98 if name == "train.json" else None
-        write_config(custom / "configs" / name, config)
+    config = read_config(custom / "configs" / "common.json")
+    config["network_def"].update(features=[8, 16, 32], out_channels=3)
+    config["tile"] = 98
+    write_config(custom / "configs" / "common.json", config)
     monkeypatch.setattr(recipes, "recipe_dirs", lambda: [tmp_path / "recipes"])
     image, pred = _io(init_bundle(tmp_path / "mine", recipe="custom"))
     net = UNet(2, 1, 3, (8, 16, 32))
@@ -84,11 +85,12 @@ def test_init_3d_starts_from_the_3d_recipe(tmp_path):
 
 def test_init_makes_a_2d_recipe_3d(tmp_path):
     folder = init_bundle(tmp_path / "vol", recipe="phc_u373", spatial_dims=3)
-    train = read_config(folder / "configs" / "train.json")
-    net_def = read_config(folder / "configs" / "inference.json")["network_def"]
+    common = read_config(folder / "configs" / "common.json")
+    net_def = common["network_def"]
     assert net_def["spatial_dims"] == 3 and net_def["features"] == [64, 128, 256, 512]
-    assert train["tile"] == [132, 132, 116] and train["margin"] == UNet(3, features=(4, 8, 16, 32)).margin == 44
-    assert "@tile" in [t.get("roi_size") for t in train["train"]["random_transforms"]]
+    assert common["tile"] == [132, 132, 116]  # the tile and the network, written once; the margin follows them
+    margin = ConfigParser(merged_config(folder, "train.json")).get_parsed_content("margin")
+    assert margin == UNet(3, features=(4, 8, 16, 32)).margin == 44
     image, pred = _io(folder)
     assert (image["spatial_shape"], pred["spatial_shape"]) == ([132, 132, 116], [44, 44, 28])
     with torch.device("meta"):

@@ -38,7 +38,7 @@ def test_a_fresh_pack_passes_every_check(bundle, tmp_path):
     checks = verify_bundle(pack_bundle(bundle, tmp_path / "b.zip"))
     assert _status(checks) == {"checksums": "pass", "metadata": "pass", "safety scan": "pass", "weights": "pass",
                                "forward pass": "pass", "docs": "pass"}
-    assert "7 files match MANIFEST.sha256" in _detail(checks, "checksums")
+    assert "8 files match MANIFEST.sha256" in _detail(checks, "checksums")
     assert _detail(checks, "forward pass") == "image (1, 1, 572, 572) float32 -> pred (1, 2, 388, 388) float32"
 
 
@@ -66,7 +66,7 @@ def test_weights_of_another_network_fail_strictly(bundle):
     torch.save(UNet(2, 1, 2, [4, 8, 16, 32]).state_dict(), bundle / "models" / "model.pt")
     checks = verify_bundle(bundle)
     assert _status(checks)["weights"] == "fail" and _status(checks)["forward pass"] == "skip"
-    assert "does not fit network_def of configs/inference.json" in _detail(checks, "weights")
+    assert "does not fit the bundle's network_def" in _detail(checks, "weights")
 
 
 def test_a_pickled_object_in_the_weights_is_refused(bundle, tmp_path):
@@ -125,9 +125,9 @@ def test_metadata_errors_name_the_key_path():
 
 
 def test_an_unsafe_bundle_fails_the_scan_and_its_network_is_not_built(bundle, tmp_path):
-    config = read_config(bundle / "configs" / "inference.json")
+    config = read_config(bundle / "configs" / "common.json")
     config["network_def"]["features"] = "$__import__('pathlib').Path('%s').touch() or [4, 8]" % (tmp_path / "PWNED")
-    write_config(bundle / "configs" / "inference.json", config)
+    write_config(bundle / "configs" / "common.json", config)
     checks = verify_bundle(bundle)
     assert _status(checks)["safety scan"] == "fail" and "--trust" in _detail(checks, "safety scan")
     assert _status(checks)["weights"] == _status(checks)["forward pass"] == "skip"

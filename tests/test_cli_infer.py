@@ -130,7 +130,7 @@ def test_trust_lets_a_bundle_outside_the_allow_list_run(bundle, images, tmp_path
 
 @pytest.mark.parametrize("args, message", [
     (("--tile", "570"), "not a valid input tile"),
-    (("--batch", "0"), "--batch 0: must be at least 1"),
+    (("--batch", "0"), "--batch must be a positive int (tiles per forward pass), got 0"),
     (("--device", "tpu"), "--device tpu: expected auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_options_are_one_line_and_exit_code_2(bundle, images, tmp_path, args, message):

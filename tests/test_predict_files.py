@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from scipy import ndimage as ndi
 
+from unetkit.bundle.assemble import overlay
 from unetkit.io import ImageMeta, read_image, write_image
 from unetkit.networks import UNet
 from unetkit.predict import PredictOptions, load_bundle_model, predict_file, predict_files
@@ -26,14 +27,16 @@ from unetkit.transforms import PercentileNormalize
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 
 
-def _bundle(root: Path, recipe: str, network_def: dict, state: dict, **config) -> Path:
+def _bundle(root: Path, recipe: str, network_def: dict, state: dict, **changes) -> Path:
+    """The recipe with ``network_def`` and MONAI-id ``changes``, each made in the config file that has its id."""
     folder = root / recipe
     shutil.copytree(BUNDLES / recipe, folder)
-    path = folder / "configs" / "inference.json"
-    cfg = json.loads(path.read_text())
-    cfg["network_def"] = network_def
-    cfg.update(config)
-    path.write_text(json.dumps(cfg))
+    common = json.loads((folder / "configs" / "common.json").read_text())
+    changes = {"network_def": network_def, **changes}
+    for name in ("common.json", "inference.json"):
+        path = folder / "configs" / name
+        mine = {k: v for k, v in changes.items() if (k.lstrip("~").split("#")[0] in common) == (name == "common.json")}
+        path.write_text(json.dumps(overlay(json.loads(path.read_text()), mine)))
     (folder / "models").mkdir()
     torch.save(state, folder / "models" / "model.pt")
     return folder
@@ -47,7 +50,7 @@ def _threshold_state(dims: int) -> dict:
 @pytest.fixture(scope="module")
 def threshold2d(tmp_path_factory):
     net = {"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 1}
-    return _bundle(tmp_path_factory.mktemp("t2"), "phc_u373", net, _threshold_state(2), tile=None)
+    return _bundle(tmp_path_factory.mktemp("t2"), "phc_u373", net, _threshold_state(2), **{"inferer#tile": None})
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +194,12 @@ def test_a_jpeg_gives_a_tiff_mask_and_says_so(tmp_path, model2d):
 
 
 def _bundle3d(root: Path, pixdim) -> Path:
+    """The spleen recipe with a threshold for a network; no Spacingd in its preprocessing when ``pixdim`` is None."""
     net = {"_target_": "torch.nn.Conv3d", "in_channels": 1, "out_channels": 2, "kernel_size": 1}
-    return _bundle(root, "spleen_ct_3d", net, _threshold_state(3), tile=None, pixdim=pixdim)
+    changes = {"inferer#tile": None, "pixdim": pixdim}
+    if pixdim is None:
+        changes["~preprocessing#transforms#1"] = None
+    return _bundle(root, "spleen_ct_3d", net, _threshold_state(3), **changes)
 
 
 def _volume(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
@@ -207,9 +214,9 @@ def _volume(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("pixdim", [None, [1.5, 1.5, 2.0]])
 def test_a_nifti_volume_gives_a_mask_with_its_shape_and_affine(tmp_path, pixdim):
     model = load_bundle_model(_bundle3d(tmp_path, pixdim), device="cpu")
-    assert model.spatial_dims == 3 and model.axcodes == "RAS"
+    assert model.spatial_dims == 3 and model.preprocessing is not None
     path, vol, affine = _volume(tmp_path)
-    r = predict_file(model, path, tmp_path / "out", PredictOptions(probabilities=True))
+    r = predict_file(model, path, tmp_path / "out", PredictOptions(probabilities=True, instances=True))
     mask = nib.load(tmp_path / "out" / "scan_mask.nii.gz")
     probs = nib.load(tmp_path / "out" / "scan_prob.nii.gz")
     assert r.ok and r.objects == 1
@@ -228,7 +235,7 @@ def test_a_tiff_stack_is_a_volume_for_a_3d_bundle(tmp_path):
     vol = np.full((9, 17, 21), -500, np.int16)
     vol[2:7, 3:12, 4:16] = 150
     src = write_image(tmp_path / "v.tif", vol, ImageMeta("ZYX", spacing=(2.0, 0.5, 0.5)))
-    r = predict_file(model, src, tmp_path / "out")
+    r = predict_file(model, src, tmp_path / "out", PredictOptions(instances=True))
     mask, meta = read_image(tmp_path / "out" / "v_mask.tif")
     assert r.ok and mask.shape == vol.shape and meta.spacing == (2.0, 0.5, 0.5) and r.objects == 1
 
@@ -262,8 +269,7 @@ def test_streaming_gives_the_labels_of_the_in_memory_path(tmp_path, unet2d, rng,
 def test_streaming_drops_small_objects_as_the_bundle_says(tmp_path, rng):
     torch.manual_seed(1)
     net = {"_target_": "unetkit.networks.UNet", "features": [4, 8, 16, 32, 64]}
-    instances = {"_target_": "unetkit.transforms.AsInstances", "foreground": 1, "min_size": 5}
-    folder = _bundle(tmp_path, "phc_u373", net, UNet(features=(4, 8, 16, 32, 64)).state_dict(), instances=instances)
+    folder = _bundle(tmp_path, "phc_u373", net, UNet(features=(4, 8, 16, 32, 64)).state_dict(), **{"decode#min_size": 5})
     model = load_bundle_model(folder, device="cpu")
     src = write_image(tmp_path / "big.tif", rng.integers(0, 255, (57, 71), dtype=np.uint8))
     whole = predict_file(model, src, tmp_path / "memory")
@@ -273,13 +279,3 @@ def test_streaming_drops_small_objects_as_the_bundle_says(tmp_path, rng):
     assert whole.objects == streamed.objects == a.max() and np.bincount(a.ravel())[1:].min() >= 5
 
 
-def test_a_3d_bundle_without_normalize_uses_the_intensity_transforms_of_its_preprocessing(tmp_path):
-    with_key = load_bundle_model(_bundle3d(tmp_path / "a", None), device="cpu")
-    folder = _bundle3d(tmp_path / "b", None)
-    config = json.loads((folder / "configs" / "inference.json").read_text())
-    del config["normalize"]  # as in bundles made before `normalize` was added to the 3D recipe
-    (folder / "configs" / "inference.json").write_text(json.dumps(config))
-    without = load_bundle_model(folder, device="cpu")
-    vol = np.linspace(-200, 300, 5 * 6 * 7, dtype=np.float32).reshape(1, 5, 6, 7)
-    np.testing.assert_allclose(without.normalize(vol), with_key.normalize(vol), atol=1e-6)
-    assert float(without.normalize(vol).min()) == 0.0 and float(without.normalize(vol).max()) == 1.0

@@ -1,9 +1,14 @@
 """Reading a bundle's JSON configs and applying ``--set KEY=VALUE`` overrides to them.
 
-Keys use MONAI's id syntax, ``network_def::features`` (``#`` works too). A key is applied to every config
-of the bundle that has it, so ``--set network_def::features=[16,32,64,128,256]`` changes the network in
-``train.json`` and ``inference.json`` alike and the trained weights load at inference. A key that no
-config has is refused: a typo must not silently train the default recipe.
+A bundle's configs are layered as the MONAI model zoo's are: ``configs/common.json`` holds what training
+and inference share (network, normalisation, tile, device), and each job's file adds its own part; a job
+runs on ``[common.json, <job>.json]`` (:func:`job_files`), merged by MONAI's own rule
+(:func:`merged_config`: later files set ids, ``a#b`` keys reach into earlier ones), so MONAI's runner
+(``--config_file "['configs/common.json','configs/inference.json']"``) and unetkit read the same thing.
+
+Override keys use MONAI's id syntax, ``network_def::features`` (``#`` works too). Each value is written
+once, so a key names one place; a key that no config has is refused: a typo must not silently train the
+default recipe.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from typing import Any, Iterable, Mapping
 
 from unetkit.errors import BundleError
 
-__all__ = ["CONFIG_NAMES", "read_config", "write_config", "parse_overrides", "apply_overrides", "get_key"]
+__all__ = ["CONFIG_NAMES", "COMMON", "read_config", "write_config", "job_files", "merged_config", "parse_overrides",
+           "apply_overrides", "get_key"]
 
-CONFIG_NAMES = ("train.json", "inference.json", "evaluate.json", "multi_gpu_train.json")
+COMMON = "common.json"
+CONFIG_NAMES = (COMMON, "train.json", "inference.json", "evaluate.json", "multi_gpu_train.json")
 
 
 def read_config(path: str | os.PathLike) -> dict:
@@ -40,6 +47,42 @@ def write_config(path: str | os.PathLike, config: Mapping) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(config, indent=4) + "\n")
     os.replace(tmp, path)
+
+
+def job_files(folder: str | os.PathLike, *names: str) -> list[Path]:
+    """The config files a job reads, in merge order: ``configs/common.json`` (where the bundle has one),
+    then ``names`` (``"train.json"``, ``"multi_gpu_train.json"``).
+
+    Raises:
+        BundleError: one of ``names`` is missing.
+
+    Examples:
+        >>> [p.name for p in job_files("bundles/phc_u373", "inference.json")]
+        ['common.json', 'inference.json']
+    """
+    configs = Path(folder) / "configs"
+    files = [configs / COMMON] if (configs / COMMON).is_file() else []
+    for name in names:
+        if not (configs / name).is_file():
+            raise BundleError(f"this bundle has no configs/{name}", path=folder)
+        files.append(configs / name)
+    return files
+
+
+def merged_config(folder: str | os.PathLike, *names: str) -> dict:
+    """The raw (not instantiated) config of a job: :func:`job_files` merged as MONAI's runner merges them.
+
+    Examples:
+        >>> merged_config("bundles/phc_u373", "inference.json")["network_def"]["features"]
+        [64, 128, 256, 512, 1024]
+    """
+    from monai.bundle import ConfigParser
+
+    merged = ConfigParser(config={})
+    for path in job_files(folder, *names):
+        for key, value in read_config(path).items():
+            merged[key] = value
+    return merged.get()
 
 
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:

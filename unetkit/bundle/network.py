@@ -1,4 +1,5 @@
-"""The network a bundle declares: ``network_def`` of ``configs/inference.json``, weights ``models/model.pt``.
+"""The network a bundle declares: ``network_def`` of its inference configs (``configs/common.json`` +
+``configs/inference.json``), weights ``models/model.pt``.
 
 Used by ``bundle verify``, ``bundle export`` and ``bundle init``. MONAI's ``ConfigParser`` builds the
 network, so references in ``network_def`` resolve as they do at inference; call these only on a folder
@@ -15,7 +16,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from unetkit.bundle.config import read_config
+from unetkit.bundle.config import job_files, merged_config
 from unetkit.errors import BundleError
 
 __all__ = ["build_network", "network_from_config", "read_state_dict", "load_weights", "WEIGHTS"]
@@ -48,15 +49,15 @@ def network_from_config(config: Mapping[str, Any], *, bundle_root: str | os.Path
 
 
 def build_network(folder: str | os.PathLike) -> nn.Module:
-    """The network of ``configs/inference.json``, freshly initialised, on the CPU, in eval mode.
+    """The network of the bundle's inference configs, freshly initialised, on the CPU, in eval mode.
 
     Examples:
         >>> build_network("bundles/phc_u373").geometry.output_shape((572, 572))
         (388, 388)
     """
     folder = Path(folder)
-    path = folder / "configs" / "inference.json"
-    return network_from_config(read_config(path), bundle_root=folder, source=path).eval()
+    source = job_files(folder, "inference.json")[0]
+    return network_from_config(merged_config(folder, "inference.json"), bundle_root=folder, source=source).eval()
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -93,6 +94,6 @@ def load_weights(folder: str | os.PathLike, network: nn.Module) -> nn.Module:
     except RuntimeError as e:
         first = str(e).splitlines()
         detail = " ".join(line.strip() for line in first[1:3]) or first[0]
-        raise BundleError(f"does not fit network_def of configs/inference.json: {detail[:300]}", path=path,
+        raise BundleError(f"does not fit the bundle's network_def: {detail[:300]}", path=path,
                           fix="make network_def (features, channels, spatial_dims) match the trained network") from None
     return network

@@ -19,11 +19,11 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import unetkit
 from unetkit.bundle.archive import bundle_files
-from unetkit.bundle.config import CONFIG_NAMES, read_config, write_config
+from unetkit.bundle.config import COMMON, CONFIG_NAMES, read_config, write_config
 from unetkit.errors import BundleError
 
 __all__ = ["DEFAULT_RECIPE", "RECIPE_3D", "recipe_dirs", "list_recipes", "recipe_path", "init_bundle"]
@@ -134,41 +134,20 @@ def _recipe_3d() -> str:
 
 
 def _spatial_dims(configs: dict[str, dict], src: Path) -> int:
-    for n in ("inference.json", "train.json"):
-        net = configs.get(n, {}).get("network_def")
-        if isinstance(net, dict) and isinstance(net.get("spatial_dims", 2), int):
-            return int(net.get("spatial_dims", 2))
-    raise BundleError("the recipe's configs define no network_def", path=src / "configs")
+    net = configs.get(COMMON, {}).get("network_def")
+    if isinstance(net, dict) and isinstance(net.get("spatial_dims", 2), int):
+        return int(net.get("spatial_dims", 2))
+    raise BundleError("the recipe's configs/common.json defines no network_def", path=src / "configs")
 
 
 def _make_3d(configs: dict[str, dict]) -> None:
-    for config in configs.values():
-        net = config.get("network_def")
-        if isinstance(net, dict):
-            net["spatial_dims"] = 3
-            if isinstance(net.get("features"), list):
-                net["features"] = net["features"][:_LEVELS_3D]
-        if isinstance(config.get("tile"), int):
-            config["tile"] = list(_TILE_3D)
-            config["margin"] = _margin(config)
-            _replace_square_tiles(config)
-
-
-def _margin(config: dict) -> int:
-    from unetkit.networks import UNetGeometry
-
-    net = config.get("network_def", {})
-    return UNetGeometry(depth=len(net.get("features", [0] * 5)) - 1, padding=net.get("padding", "valid")).margin
-
-
-def _replace_square_tiles(node: Any) -> None:
-    """``["@tile", "@tile"]`` (a 2D tile of a scalar) -> ``"@tile"`` (the 3D tile is a list already)."""
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for k, v in list(items):
-        if v == ["@tile", "@tile"]:
-            node[k] = "@tile"
-        else:
-            _replace_square_tiles(v)
+    """The network and the tile are written once, in ``common.json``; the margin follows the network."""
+    common = configs[COMMON]
+    net = common["network_def"]
+    net["spatial_dims"] = 3
+    if isinstance(net.get("features"), list):
+        net["features"] = net["features"][:_LEVELS_3D]
+    common["tile"] = list(_TILE_3D)
 
 
 def _copy_recipe(src: Path, dest: Path) -> None:
@@ -197,10 +176,10 @@ def _fill_metadata(meta: dict, configs: dict[str, dict], folder: Path, *, recipe
 
     from unetkit.bundle.network import network_from_config
 
-    source = folder / "configs" / "inference.json"
+    source = folder / "configs" / COMMON
     with torch.device("meta"):  # only the geometry is needed: no memory, no initialisation cost
-        net = network_from_config(configs.get("inference.json") or configs["train.json"], bundle_root=folder, source=source)
-    in_shape = _tile(configs.get("train.json", {}), net.geometry, net.spatial_dims)
+        net = network_from_config(configs[COMMON], bundle_root=folder, source=source)
+    in_shape = _tile(configs[COMMON], net.geometry, net.spatial_dims)
     note = f"created by `unetkit bundle init` from the unetkit recipe {recipe}" + (
         ", made 3D (check its transforms and data for volumes)" if made_3d else "")
     meta.update(

@@ -29,7 +29,7 @@ def infer(
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bfloat16). Default: the bundle's; no effect on the CPU.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over the 8 flips and rotations of each tile (8x the work).")] = False,
     save_probabilities: Annotated[bool, typer.Option("--save-probabilities", help="Also write <stem>_prob.<ext>: float32 class probabilities (class axis before Y, X in TIFF; last in NIfTI).")] = False,
-    instances: Annotated[bool, typer.Option("--instances/--semantic", help="Instance labels (touching cells apart) or class indices.")] = True,
+    instances: Annotated[Optional[bool], typer.Option("--instances/--semantic", help="Instance labels (touching cells apart) or class indices. Default: what the bundle's decode gives.")] = None,
     preview: Annotated[bool, typer.Option("--preview", help="Also write <stem>_preview.png: the image with the mask's outlines.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (else such files are reported as failed).")] = False,
     trust: Annotated[bool, typer.Option("--trust", help=_TRUST_HELP)] = False,
@@ -42,7 +42,7 @@ def infer(
     options = PredictOptions(instances=instances, probabilities=save_probabilities, preview=preview, overwrite=overwrite)
     check_distinct(paths, output, probabilities=save_probabilities, preview=preview)
     settings = dict(tile=tile, batch=batch, amp=amp, tta=tta)
-    from unetkit.predict.distributed import under_torchrun
+    from unetkit.launch import under_torchrun
 
     if under_torchrun():
         results, printer = _under_torchrun(bundle, paths, output, options, device=device, trust=trust, settings=settings)
@@ -81,8 +81,8 @@ def _launch(bundle, paths, output, options, *, nproc, device, trust, settings):
 def _under_torchrun(bundle, paths, output, options, *, device, trust, settings):
     import torch.distributed as dist
 
+    from unetkit.launch import join_process_group, rank_device
     from unetkit.predict import load_bundle_model, predict_sharded
-    from unetkit.predict.distributed import join_process_group, rank_device
 
     device = rank_device(device)
     join_process_group(device)

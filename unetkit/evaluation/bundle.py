@@ -10,11 +10,10 @@ frame of a stack (ISBI 2012's slices, the 2D-annotated slices of CTC 3D sets) ar
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
-from unetkit.bundle import read_config
+from unetkit.bundle.config import merged_config
 from unetkit.errors import BundleError, DataError, find_user_error
 from unetkit.evaluation.pairing import Pair, pair_key
 from unetkit.io import read_image, write_image
@@ -35,8 +34,7 @@ def validation_items(bundle_folder: str | os.PathLike, data: str | os.PathLike) 
     path = folder / "configs" / "train.json"
     if not path.is_file():
         raise BundleError("no configs/train.json: the bundle does not say which data it validates on", path=path)
-    config = read_config(path)
-    parser = ConfigParser(copy.deepcopy(config))
+    parser = ConfigParser(merged_config(folder, "train.json"))
     if "validate#datalist" not in parser:
         raise BundleError("no validate#datalist in train.json: nothing says which images to score", path=path)
     parser["bundle_root"] = str(folder)

@@ -142,11 +142,9 @@ def infer_to_array(
         >>> plan.tile, plan.n_tiles
         ((220, 236), 1)
     """
-    opts = options(tile, batch, device, amp, amp_dtype, tta, geometry, memory_budget, channels_last)
-    _check_source(source, out)
-    spatial_dims = len(source.shape) - 1
-    runner = Runner(network, opts, spatial_dims, "cpu")
-    return run_tiles(source, runner, _array_writer(out, spatial_dims), preprocess, postprocess, progress)
+    inferer = OverlapTileInferer(tile, batch, amp, tta, device=device, amp_dtype=amp_dtype, geometry=geometry,
+                                 memory_budget=memory_budget, channels_last=channels_last)
+    return inferer.infer_array(source, network, out, preprocess=preprocess, postprocess=postprocess, progress=progress)
 
 
 def to_labels(logits: torch.Tensor) -> torch.Tensor:
@@ -262,3 +260,29 @@ class OverlapTileInferer(Inferer):
     def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Run ``network`` over ``inputs`` ``(B, C, *spatial)`` tile by tile; ``args``/``kwargs`` go to the network."""
         return _tensor_inference(inputs, network, self.options, self.progress, (args, kwargs))
+
+    def with_settings(self, **changes: Any) -> "OverlapTileInferer":
+        """A copy whose settings take ``changes`` (names as in the constructor), checked once, here.
+
+        Examples:
+            >>> OverlapTileInferer(tile=572, batch=4).with_settings(batch=2).options.batch
+            2
+        """
+        unknown = set(changes) - set(Options.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown inferer settings {sorted(unknown)}")
+        new = OverlapTileInferer.__new__(OverlapTileInferer)
+        Inferer.__init__(new)
+        new.options = options(**{**{k: getattr(self.options, k) for k in Options.__dataclass_fields__}, **changes})
+        new.progress = self.progress
+        return new
+
+    def infer_array(self, source: np.ndarray, network: Callable, out: np.ndarray, *,
+                    preprocess: PreProcess | None = None, postprocess: PostProcess | None = None,
+                    progress: Progress | None = None) -> TilePlan:
+        """:func:`infer_to_array` with these settings: stream ``source`` ``(C, *spatial)`` into ``out``."""
+        _check_source(source, out)
+        spatial_dims = len(source.shape) - 1
+        runner = Runner(network, self.options, spatial_dims, "cpu")
+        return run_tiles(source, runner, _array_writer(out, spatial_dims), preprocess, postprocess,
+                         progress or self.progress)

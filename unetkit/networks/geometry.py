@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["UNetGeometry", "MIN_BOTTOM"]
+__all__ = ["UNetGeometry", "MIN_BOTTOM", "network_margin"]
 
 # The smallest bottom size (after the last pooling) that keeps all up-path sizes >= 4: 8 -> 4 -> 4 -> ...
 MIN_BOTTOM = 8
@@ -122,3 +122,16 @@ class UNetGeometry:
     def input_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
         """Input spatial shape that gives exactly the output spatial shape ``shape``."""
         return tuple(self.input_size(int(n)) for n in shape)
+
+
+def network_margin(network) -> int:
+    """Pixels a valid-convolution network loses per side (0 for same padding): what a training crop is
+    mirror-padded by, derived from the network so that a recipe never restates its depth.
+
+    Examples:
+        >>> from unetkit.networks import UNet
+        >>> network_margin(UNet(features=(4, 8, 16, 32, 64))), network_margin(UNet(features=(4, 8, 16)))
+        (92, 20)
+    """
+    geometry = getattr(getattr(network, "module", network), "geometry", None)
+    return 0 if geometry is None else int(geometry.margin)

@@ -17,13 +17,12 @@ Examples:
 
 from unetkit.predict.distributed import launch_sharded, predict_sharded, shard
 from unetkit.predict.inputs import collect_inputs, expand_glob, images_in_folder
-from unetkit.predict.model import BundleModel, InferenceSettings, load_bundle_model, resolve_device
+from unetkit.predict.model import BundleModel, load_bundle_model, resolve_device
 from unetkit.predict.predict import STREAM_PIXELS, FileResult, PredictOptions, ProgressHooks, predict_file, predict_files
 from unetkit.predict.writer import OutputExistsError, OutputPaths, check_distinct, label_dtype, output_stem, plan_outputs
 
 __all__ = [
     "BundleModel",
-    "InferenceSettings",
     "load_bundle_model",
     "resolve_device",
     "collect_inputs",

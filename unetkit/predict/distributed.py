@@ -3,9 +3,9 @@
 The input list is split round-robin over the ranks (rank ``r`` of ``N`` takes files ``r, r + N, ...``), so
 each output is written by exactly one process; the results are gathered so that every rank holds the
 whole table (rank 0 prints it). The processes come from PyTorch's launcher, ``torch.distributed.run``
-(torchrun): :func:`launch_sharded` starts ``N`` of them on this machine, or ``unetkit infer`` started under
-torchrun by the user (``WORLD_SIZE``/``RANK`` set) uses the ranks it is given. NCCL joins GPU ranks (one GPU
-each, ``cuda:LOCAL_RANK``), gloo CPU ranks.
+(torchrun, through :mod:`unetkit.launch` as training does): :func:`launch_sharded` starts ``N`` of them on this
+machine, or ``unetkit infer`` started under torchrun by the user (``WORLD_SIZE``/``RANK`` set) uses the ranks it
+is given. Each rank takes its own device (:func:`unetkit.launch.rank_device`) and the backend that device needs.
 
 Examples:
     >>> shard(["a", "b", "c", "d", "e"], rank=1, world=2)
@@ -18,20 +18,18 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-import torch
 import torch.distributed as dist
 
 from unetkit.errors import UnetkitError
+from unetkit.launch import check_launch, torchrun, torchrun_command
 from unetkit.predict.model import BundleModel
 from unetkit.predict.predict import FileResult, PredictOptions, ProgressHooks, predict_files
 
-__all__ = ["shard", "predict_sharded", "launch_sharded", "under_torchrun", "join_process_group", "rank_device",
-           "PROGRESS_PREFIX"]
+__all__ = ["shard", "predict_sharded", "launch_sharded", "PROGRESS_PREFIX"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,30 +42,6 @@ def shard(items: Sequence, rank: int, world: int) -> list[int]:
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"rank must be in 0..world-1, got rank={rank}, world={world}")
     return list(range(rank, len(items), world))
-
-
-def under_torchrun() -> bool:
-    """True in a process started by torchrun with more than one rank."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
-
-
-def rank_device(device: str) -> str:
-    """This rank's device for ``--device`` under several ranks: its own GPU (``cuda:LOCAL_RANK``) for
-    ``auto`` on a CUDA machine and for ``cuda``, else the CPU."""
-    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-        return "cpu"
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-
-
-def join_process_group(device: str) -> None:
-    """Join the group torchrun set up: NCCL for GPU ranks, gloo for CPU ranks."""
-    if dist.is_initialized():
-        return
-    if device.startswith("cuda"):
-        torch.cuda.set_device(torch.device(device))
-        dist.init_process_group(backend="nccl")
-    else:
-        dist.init_process_group(backend="gloo")
 
 
 def predict_sharded(
@@ -85,20 +59,6 @@ def predict_sharded(
     dist.all_gather_object(gathered, [(i, r.to_dict()) for i, r in zip(mine, results)])
     merged = sorted((pair for part in gathered for pair in part), key=lambda pair: pair[0])
     return [FileResult.from_dict(d) for _, d in merged]
-
-
-def _check_launch(nproc: int, device: str) -> None:
-    if nproc < 1:
-        raise UnetkitError(f"--nproc {nproc}: must be at least 1")
-    if device.startswith("cuda:"):
-        raise UnetkitError(f"--device {device} with --nproc {nproc}: each process takes its own GPU",
-                           fix="use --device cuda (or auto)")
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if device == "cuda" and not gpus:
-        raise UnetkitError("--device cuda: CUDA is not available here", fix="use --device cpu, or see `unetkit doctor`")
-    if rank_device(device) != "cpu" and nproc > gpus:
-        raise UnetkitError(f"--nproc {nproc} on {gpus} GPU(s): one process per GPU",
-                           fix=f"use --nproc {gpus}, or --device cpu for CPU processes")
 
 
 def launch_sharded(
@@ -125,29 +85,26 @@ def launch_sharded(
     Raises:
         UnetkitError: bad ``nproc``/``device``, or a process failed as a whole (its message is given).
     """
-    _check_launch(nproc, device)
+    check_launch(nproc, device)
     with tempfile.TemporaryDirectory(prefix="unetkit-infer-") as tmp:
         job, result_file = Path(tmp) / "job.json", Path(tmp) / "results.json"
         job.write_text(json.dumps({
             "bundle": os.fspath(bundle), "paths": [os.fspath(p) for p in paths], "outdir": os.fspath(outdir),
             "options": vars(options), "device": device, "trust": trust, "settings": settings or {},
         }))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "unetkit.predict.worker", str(job), str(result_file)]
-        env = dict(os.environ)
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-        code, errors = _run(cmd, env, on_result)
+        cmd = torchrun_command("unetkit.predict.worker", [str(job), str(result_file)], nproc=nproc)
+        code, errors = _run(cmd, nproc, on_result)
         if code or not result_file.is_file():
             detail = errors[0] if errors else f"exit code {code}"
             raise UnetkitError(f"inference over {nproc} processes failed: {detail}")
         return [FileResult.from_dict(d) for d in json.loads(result_file.read_text())]
 
 
-def _run(cmd: list[str], env: dict, on_result) -> tuple[int, list[str]]:
+def _run(cmd: list[str], nproc: int, on_result) -> tuple[int, list[str]]:
     """Run torchrun, turning its workers' progress lines into ``on_result`` calls; torchrun's own chatter
     (and its launcher traceback when a worker fails) is kept back, the workers' error lines returned."""
     errors, tail = [], []
-    with subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+    with torchrun(cmd, nproc=nproc, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
         for line in proc.stderr:
             line = line.rstrip("\n")
             if line.startswith(PROGRESS_PREFIX):

@@ -9,12 +9,13 @@ with the next file. Problems with the bundle or the options are found before any
 Examples:
     >>> import tempfile, torch
     >>> from unetkit.io import read_image, write_image
-    >>> from unetkit.predict.model import BundleModel, InferenceSettings
+    >>> from unetkit.inferers import OverlapTileInferer
+    >>> from unetkit.predict.model import BundleModel
     >>> from unetkit.transforms import AsInstances
     >>> net = torch.nn.Conv2d(1, 2, 1)  # foreground where the pixel is above 0.5
     >>> with torch.no_grad():
     ...     _ = net.weight.copy_(torch.tensor([[[[-1.0]]], [[[1.0]]]])), net.bias.copy_(torch.tensor([0.5, -0.5]))
-    >>> model = BundleModel(None, net, torch.device("cpu"), 2, 1, 2, None, AsInstances(), InferenceSettings())
+    >>> model = BundleModel(None, net, torch.device("cpu"), 2, 1, 2, OverlapTileInferer(), instances=AsInstances())
     >>> d = tempfile.mkdtemp()
     >>> img = np.zeros((33, 37), np.float32); img[5:10, 5:10] = 1; img[20:30, 3:9] = 1
     >>> src = write_image(f"{d}/a.tif", img)
@@ -31,7 +32,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -44,7 +45,7 @@ from unetkit.predict.model import BundleModel
 from unetkit.predict.preview import write_preview
 from unetkit.predict.segment import instance_labels, segment
 from unetkit.predict.stream import stream_file
-from unetkit.predict.volumes import VolumeGrid, world_affine
+from unetkit.predict.preprocess import Preprocessed, world_affine
 from unetkit.predict.writer import OutputPaths, check_free, label_dtype, plan_outputs, semantic_dtype
 
 __all__ = ["FileResult", "PredictOptions", "ProgressHooks", "predict_file", "predict_files", "STREAM_PIXELS"]
@@ -60,8 +61,8 @@ class PredictOptions:
     """What to write for each file.
 
     Attributes:
-        instances: instance labels (connected components of the foreground, touching cells apart), else
-            class indices.
+        instances: instance labels (the bundle's ``decode``: touching cells apart), or class indices (False);
+            None: what the bundle's ``decode`` gives.
         probabilities: also write ``<stem>_prob.<ext>``, float32 (see :mod:`unetkit.predict.writer`).
         preview: also write ``<stem>_preview.png``.
         overwrite: replace existing outputs (else the file fails with "exists already").
@@ -69,7 +70,7 @@ class PredictOptions:
             :mod:`unetkit.predict.stream`).
     """
 
-    instances: bool = True
+    instances: bool | None = None
     probabilities: bool = False
     preview: bool = False
     overwrite: bool = False
@@ -170,6 +171,8 @@ def predict_file(
     path = Path(path)
     start = time.perf_counter()
     shape = None
+    if options.instances is None:
+        options = replace(options, instances=model.decode_instances)
     try:
         outputs = plan_outputs(path, outdir, probabilities=options.probabilities, preview=options.preview)
         check_free(outputs, overwrite=options.overwrite)
@@ -189,7 +192,9 @@ def predict_file(
 
 
 def _streams(model: BundleModel, layout: Layout, outputs: OutputPaths, options: PredictOptions) -> bool:
+    # a preprocessing that is not the normalisation alone needs the whole image in memory
     return (model.spatial_dims == 2 and not layout.frame_axes and outputs.mask.suffix in (".tif", ".tiff")
+            and model.preprocessing is None
             and math.prod(layout.frame_shape) > options.stream_pixels)
 
 
@@ -232,16 +237,14 @@ def _segment_frames(model: BundleModel, array, meta: ImageMeta, layout: Layout, 
     objects = 0
     for index in layout.frame_indices():
         image = layout.network_input(array, index)
-        grid = VolumeGrid(pixdim=model.pixdim, axcodes=model.axcodes) if model.spatial_dims == 3 else None
-        if grid is not None:
-            image = grid.forward(image, world_affine(meta, layout.spatial))
-        classes, p = segment(model, image, probabilities=options.probabilities, progress=progress)
-        if grid is not None:
-            classes = grid.back_labels(classes)
-            p = None if p is None else grid.back_probabilities(p)
-        if options.instances:
+        pre = Preprocessed(model.preprocessing, image, world_affine(meta, layout.spatial)) if model.preprocessing else None
+        classes, p = segment(model, image if pre is None else pre.image, probabilities=options.probabilities,
+                             progress=progress)
+        if options.instances:  # decoded on the network's grid, then taken back, as the bundle's postprocessing does
             classes, n = instance_labels(classes, model.instances)
             objects += n
+        if pre is not None:
+            classes, p = pre.back_labels(classes), pre.back_probabilities(p)
         layout.output_view(labels, index)[...] = classes
         if probs is not None:
             layout.output_view(probs, index, lead=1)[...] = p

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from unetkit.inferers import infer_to_array, to_labels, to_probabilities
+from unetkit.inferers import to_labels, to_probabilities
 from unetkit.predict.model import BundleModel
 from unetkit.predict.writer import semantic_dtype
 from unetkit.transforms import label_foreground
@@ -56,12 +56,9 @@ def foreground_postprocess(foreground: tuple[int, ...]) -> Callable[[torch.Tenso
 
 
 def run_inferer(model: BundleModel, source, out: np.ndarray, *, preprocess=None, postprocess=None, progress=None):
-    """:func:`~unetkit.inferers.infer_to_array` with the model's network, device and settings."""
-    s = model.settings
-    return infer_to_array(
-        source, model.network, out, tile=s.tile, batch=s.batch, device=model.device, amp=s.amp, tta=s.tta,
-        preprocess=preprocess, postprocess=postprocess, progress=progress,
-    )
+    """The bundle's inferer (its settings as the CLI left them) streaming ``source`` into ``out``."""
+    return model.inferer.infer_array(source, model.network, out, preprocess=preprocess, postprocess=postprocess,
+                                     progress=progress)
 
 
 def segment(
@@ -83,8 +80,9 @@ def segment(
         >>> net = torch.nn.Conv2d(1, 2, 1)  # any same-padding network works; U-Nets are tiled exactly
         >>> with torch.no_grad():
         ...     _ = net.weight.copy_(torch.tensor([[[[-1.0]]], [[[1.0]]]])), net.bias.zero_()
-        >>> from unetkit.predict.model import BundleModel, InferenceSettings
-        >>> m = BundleModel(None, net, torch.device("cpu"), 2, 1, 2, None, None, InferenceSettings())
+        >>> from unetkit.inferers import OverlapTileInferer
+        >>> from unetkit.predict.model import BundleModel
+        >>> m = BundleModel(None, net, torch.device("cpu"), 2, 1, 2, OverlapTileInferer())
         >>> classes, probs = segment(m, np.array([[[-1.0, 2.0, 0.5]]], np.float32), probabilities=True)
         >>> classes.tolist(), probs.shape
         ([[0, 1, 1]], (2, 1, 3))

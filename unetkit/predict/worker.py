@@ -28,9 +28,8 @@ class _ReportDone(ProgressHooks):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch.distributed as dist
-
-    from unetkit.predict.distributed import join_process_group, predict_sharded, rank_device
+    from unetkit.launch import join_process_group, leave_process_group, rank_device
+    from unetkit.predict.distributed import predict_sharded
     from unetkit.predict.model import load_bundle_model
     from unetkit.predict.predict import PredictOptions
 
@@ -50,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error (rank {rank}): {e}", file=sys.stderr, flush=True)
         return 2
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        leave_process_group()
     return 0
 
 

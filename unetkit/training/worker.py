@@ -20,7 +20,7 @@ def _print_validation(*, step, total, loss, metrics) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from unetkit.training.distributed import rank
+    from unetkit.launch import rank
     from unetkit.training.workflow import run_workflow
 
     args = sys.argv[1:] if argv is None else argv

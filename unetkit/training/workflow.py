@@ -4,7 +4,8 @@ The bundle's own config does the training (MONAI's ``SupervisedTrainer`` with th
 ``unetkit train`` and ``python -m monai.bundle run --config_file configs/train.json`` train the same way.
 What unetkit adds around it: copying the bundle to the output folder with the overrides written into its
 configs, a clear line when the data set is missing, resuming from the last checkpoint, a progress
-callback, and ``run_info.json`` (seed, versions, overrides, git state) next to the results.
+callback, and ``run_info.json`` (seed, versions, overrides) next to the results. Nothing but the configs runs
+from the bundle: no tool (git included) is ever started inside its folder, which may hold anything.
 """
 
 from __future__ import annotations
@@ -16,17 +17,16 @@ import math
 import os
 import platform
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 
-from unetkit.bundle.config import CONFIG_NAMES, apply_overrides, get_key, read_config, write_config
+from unetkit.bundle.config import CONFIG_NAMES, apply_overrides, get_key, job_files, merged_config, read_config, write_config
 from unetkit.bundle.loader import open_bundle
 from unetkit.errors import DataError, TrainingError, UnetkitError, find_user_error
+from unetkit.launch import check_launch, torchrun, torchrun_command
 from unetkit.training.handlers import TrainingProgress, latest_checkpoint
 
 __all__ = ["train_bundle", "TrainResult"]
@@ -100,12 +100,17 @@ def train_bundle(
         raise TrainingError(f"--steps/--epochs must be >= 1, got {steps if steps is not None else epochs}")
     if resume and overwrite:
         raise TrainingError("--resume and --overwrite exclude each other")
-    device = _check_device(device)
+    check_launch(nproc, device or "auto", nnodes=nnodes)
     if output is None and Path(bundle).is_file():
         raise TrainingError("a zipped bundle is unpacked to a cache folder: say where the trained bundle goes",
                             path=bundle, fix="pass --output DIR")
     src = open_bundle(bundle, trust=trust)
     out = Path(output).resolve() if output is not None else src
+    if (out / "models" / "model.pt").is_file() and not (resume or overwrite):
+        raise TrainingError(
+            "holds a trained model, which training would replace", path=out / "models" / "model.pt",
+            fix="pass --output DIR for the new bundle, or --overwrite to retrain it in place",
+        )
     ckpt_dir = out / "checkpoints"
     if not resume and latest_checkpoint(ckpt_dir) is not None:
         if not overwrite:
@@ -125,14 +130,15 @@ def train_bundle(
     train_cfg = configs["train.json"]
     dataset_dir = _dataset_dir(train_cfg, metadata, data)
     if epochs is not None:
-        steps = epochs * _steps_per_epoch(train_cfg, dataset_dir)
+        steps = epochs * _steps_per_epoch({**configs.get("common.json", {}), **train_cfg}, dataset_dir)
     if steps is not None:
         apply_overrides({"train.json": train_cfg}, {"max_steps": steps})
     _write_bundle(src, out, configs)
 
     runtime = {"bundle_root": str(out), "dataset_dir": str(dataset_dir)}
-    if device is not None:
-        runtime["device"] = device
+    if device not in (None, "auto"):
+        # one process takes the device as given; each rank of several takes its own device of that kind
+        runtime["launch_device" if nproc * nnodes > 1 else "device"] = device
     if train_cfg.get("deterministic"):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS refuses deterministic mode without it
     _record_run(out, src, train_cfg, persistent, runtime, resume)
@@ -151,18 +157,6 @@ def train_bundle(
     _record_metrics(out, metrics)
     return TrainResult(output=out, steps=int(train_cfg.get("max_steps", 0)), model=out / "models" / "model.pt",
                        metrics=metrics)
-
-
-def _check_device(device: str | None) -> str | None:
-    if device is None or device == "auto":
-        return None
-    if device == "cpu":
-        return device
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TrainingError(f"--device {device}: CUDA is not available here", fix="use --device cpu, or see `unetkit doctor`")
-        return device
-    raise TrainingError(f"--device {device}: expected cpu, cuda or cuda:N")
 
 
 def _read_bundle(src: Path) -> tuple[dict[str, dict], dict]:
@@ -198,6 +192,7 @@ def _steps_per_epoch(train_cfg: dict, dataset_dir: Path) -> int:
 
     parser = ConfigParser(json.loads(json.dumps(train_cfg)))
     parser["dataset_dir"] = str(dataset_dir)
+    parser["bundle_root"] = "."
     n = len(parser.get_parsed_content("train::datalist"))
     return max(1, math.ceil(n / int(get_key(train_cfg, "batch_size", 1))))
 
@@ -219,20 +214,14 @@ def _write_bundle(src: Path, out: Path, configs: dict[str, dict]) -> None:
 
 def _launch(out: Path, runtime: dict, *, resume: bool, nproc: int, nnodes: int, node_rank: int,
             master_addr: str | None, master_port: int) -> None:
-    if nproc < 1 or nnodes < 1:
-        raise TrainingError(f"--nproc and --nnodes must be >= 1, got {nproc} and {nnodes}")
     if not (out / "configs" / "multi_gpu_train.json").is_file():
         raise TrainingError("this bundle has no configs/multi_gpu_train.json, so it cannot train on several processes",
                             path=out)
-    if nnodes > 1 and not master_addr:
-        raise TrainingError("--nnodes > 1 needs --master-addr (the address of the machine with --node-rank 0)")
-    where = ["--standalone"] if nnodes == 1 else [f"--nnodes={nnodes}", f"--node_rank={node_rank}",
-                                                   f"--master_addr={master_addr}", f"--master_port={master_port}"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", *where,
-           "-m", "unetkit.training.worker", str(out), json.dumps(runtime), *(["--resume"] if resume else [])]
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    code = subprocess.run(cmd, env=env).returncode
+    cmd = torchrun_command("unetkit.training.worker", [str(out), json.dumps(runtime), *(["--resume"] if resume else [])],
+                           nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
+                           master_port=master_port)
+    with torchrun(cmd, nproc=nproc) as proc:
+        code = proc.wait()
     if code:
         raise TrainingError(f"a training process failed (exit code {code}); its message is above")
 
@@ -242,11 +231,9 @@ def run_workflow(out: Path, runtime: dict, *, resume: bool, progress=None, distr
     from monai.bundle import ConfigWorkflow
 
     logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)  # its notes on logging.conf are not for our users
-    configs = [str(out / "configs" / "train.json")]
-    if distributed:
-        configs.append(str(out / "configs" / "multi_gpu_train.json"))
+    names = ("train.json", "multi_gpu_train.json") if distributed else ("train.json",)
     wf = ConfigWorkflow(
-        config_file=configs,
+        config_file=[str(p) for p in job_files(out, *names)],
         meta_file=str(out / "configs" / "metadata.json"),
         logging_file=False,
         workflow_type="train",
@@ -303,18 +290,6 @@ def _record_metrics(out: Path, metrics: dict[str, float]) -> None:
         write_config(meta_path, meta)
 
 
-def _git_state(path: Path) -> dict:
-    def git(*args):
-        r = subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10)
-        return r.stdout.strip() if r.returncode == 0 else None
-
-    try:
-        commit = git("rev-parse", "HEAD")
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None}
-    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--", ".")) if commit else None}
-
-
 def _record_run(out: Path, src: Path, train_cfg: dict, overrides: dict, runtime: dict, resume: bool) -> None:
     import monai
 
@@ -330,6 +305,5 @@ def _record_run(out: Path, src: Path, train_cfg: dict, overrides: dict, runtime:
         "resume": resume,
         "versions": {"unetkit": unetkit.__version__, "torch": torch.__version__, "monai": monai.__version__,
                      "python": platform.python_version()},
-        "git": _git_state(src),
     }
     (out / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
