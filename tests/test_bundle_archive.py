@@ -20,6 +20,11 @@ def bundle(tmp_path) -> Path:
     return make_tiny_bundle(tmp_path / "trained")
 
 
+def _shipped(bundle: Path) -> set[str]:
+    """What pack must take from a tiny bundle: every config, the docs, the licence and the weights."""
+    return {"LICENSE", "docs/README.md", "models/model.pt"} | {f"configs/{p.name}" for p in (bundle / "configs").iterdir()}
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -41,13 +46,13 @@ def test_pack_writes_one_top_folder_and_a_manifest_of_every_file(bundle, tmp_pat
         manifest = zf.read(f"phc_tiny/{MANIFEST}").decode()
         files = {n.removeprefix("phc_tiny/"): zf.read(n) for n in names if not n.endswith(MANIFEST)}
     assert names == sorted(names) and all(n.startswith("phc_tiny/") for n in names)
-    assert set(files) == {"LICENSE", "configs/inference.json", "configs/metadata.json", "configs/train.json",
-                          "configs/multi_gpu_train.json", "docs/README.md", "models/model.pt"}
+    assert set(files) == _shipped(bundle) and "configs/inference.json" in files
     assert manifest == "".join(f"{_sha(files[p])}  {p}\n" for p in sorted(files))
     assert files["models/model.pt"] == (bundle / "models" / "model.pt").read_bytes()
 
 
 def test_pack_leaves_out_run_leftovers_but_keeps_run_results(bundle, tmp_path):
+    shipped = _shipped(bundle)
     for rel in ("checkpoints/ckpt_5.pt", "eval/t000_mask.tif", ".hidden", "configs/.inference.json.tmp-1",
                 "docs/__pycache__/x.pyc", "notes.pyc", MANIFEST):
         (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -57,8 +62,7 @@ def test_pack_leaves_out_run_leftovers_but_keeps_run_results(bundle, tmp_path):
         (bundle / rel).write_text("result")
     with zipfile.ZipFile(pack_bundle(bundle, tmp_path / "b.zip")) as zf:
         kept = {n.removeprefix("b/") for n in zf.namelist()}
-    assert kept == {"LICENSE", MANIFEST, "configs/inference.json", "configs/metadata.json", "configs/train.json",
-                    "configs/multi_gpu_train.json", "models/model.pt", "metrics.csv", "training_curves.png", "run_info.json", "docs/README.md"}
+    assert kept == shipped | {MANIFEST, "metrics.csv", "training_curves.png", "run_info.json"}
 
 
 def test_pack_twice_gives_identical_bytes(bundle, tmp_path):
@@ -82,7 +86,7 @@ def test_pack_then_open_bundle_round_trip(bundle, tmp_path, cache):
     assert folder == cache / "bundles" / _sha(z.read_bytes()) / "shared"
     for rel in ("configs/inference.json", "configs/metadata.json", "models/model.pt", "LICENSE"):
         assert (folder / rel).read_bytes() == (bundle / rel).read_bytes()
-    assert check_manifest(folder) == 7
+    assert check_manifest(folder) == len(_shipped(bundle))
     assert not any(p.name.startswith(".tmp") for p in (cache / "bundles").iterdir())
 
 
@@ -217,3 +221,120 @@ def test_check_manifest_names_a_changed_folder_file(bundle, tmp_path):
     (copy / "configs" / "train.json").write_text("{}")
     with pytest.raises(BundleError, match=r"configs/train\.json: its SHA-256 does not match"):
         check_manifest(copy)
+
+
+# ---------------------------------------------------------------- links, special files, manifests of folders
+
+
+def test_pack_refuses_a_link_and_never_copies_what_it_points_to(bundle, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for sharing")
+    (bundle / "docs" / "notes.txt").symlink_to(secret)
+    with pytest.raises(BundleError, match=r"docs/notes\.txt: is a symbolic link \(to .*secret\.txt\)"):
+        pack_bundle(bundle, tmp_path / "b.zip")
+    assert not (tmp_path / "b.zip").exists()
+
+
+def test_pack_refuses_a_fifo(bundle, tmp_path):
+    os.mkfifo(bundle / "docs" / "pipe")
+    with pytest.raises(BundleError, match=r"docs/pipe: is a special file"):
+        pack_bundle(bundle, tmp_path / "b.zip")
+
+
+def test_a_folder_with_a_link_is_refused_unless_trusted(bundle, tmp_path):
+    (bundle / "run_info.json").symlink_to(tmp_path / "elsewhere.json")  # a run would write through it
+    with pytest.raises(UnsafeBundleError, match=r"run_info\.json: '-> .*elsewhere\.json' is a symbolic link.*--trust"):
+        open_bundle(bundle)
+    assert open_bundle(bundle, trust=True) == bundle.resolve()
+
+
+def test_a_hand_unzipped_folder_is_checked_against_its_manifest_on_every_use(bundle, tmp_path):
+    with zipfile.ZipFile(pack_bundle(bundle, tmp_path / "b.zip")) as zf:
+        zf.extractall(tmp_path / "unzipped")
+    folder = tmp_path / "unzipped" / "b"
+    assert open_bundle(folder) == folder.resolve()
+    (folder / "configs" / "inference.json").write_text("{}")
+    with pytest.raises(BundleError, match=r"configs/inference\.json: its SHA-256 does not match MANIFEST\.sha256 "
+                                          r"\(the folder changed after it was packed.*delete its MANIFEST\.sha256"):
+        open_bundle(folder, trust=True)  # --trust is about the configs; checksums are checked regardless
+
+
+# ---------------------------------------------------------------- zip limits and formats
+
+
+def _patch(data: bytes, name: str, *, method: int | None = None, size: int | None = None) -> bytes:
+    """Rewrite the local and central headers of entry ``name``: its compression method or its unpacked size."""
+    out, raw = bytearray(data), name.encode()
+    for sig, name_len_at, name_at, method_at, size_at in ((b"PK\x03\x04", 26, 30, 8, 22), (b"PK\x01\x02", 28, 46, 10, 24)):
+        start = 0
+        while (i := out.find(sig, start)) >= 0:
+            n = int.from_bytes(out[i + name_len_at:i + name_len_at + 2], "little")
+            if bytes(out[i + name_at:i + name_at + n]) == raw:
+                if method is not None:
+                    out[i + method_at:i + method_at + 2] = method.to_bytes(2, "little")
+                if size is not None:
+                    out[i + size_at:i + size_at + 4] = size.to_bytes(4, "little")
+            start = i + 4
+    return bytes(out)
+
+
+def _nothing_cached(cache: Path) -> bool:
+    return not (cache / "bundles").exists() or not any((cache / "bundles").iterdir())
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_unpacked(bundle, tmp_path, cache):
+    (bundle / "docs" / "zeros.bin").write_bytes(bytes(16 << 20))  # 16 MiB that deflate to ~16 KiB
+    z = pack_bundle(bundle, tmp_path / "bomb.zip")
+    assert z.stat().st_size < 1 << 20
+    with pytest.raises(BundleError, match=r"bomb\.zip: unpacks to 16\.\d MiB, more than the limit of 1\.0 MiB; "
+                                          r"nothing was unpacked \(.*raise the limit \(max_unpacked_bytes=\)\)"):
+        open_bundle(z, max_unpacked_bytes=1 << 20)
+    assert _nothing_cached(cache)
+    assert (open_bundle(z) / "docs" / "zeros.bin").stat().st_size == 16 << 20  # the default limit fits it
+
+
+def test_a_zip_with_too_many_entries_is_refused(bundle, tmp_path, cache):
+    z = pack_bundle(bundle, tmp_path / "b.zip")
+    with pytest.raises(BundleError, match=r"declares \d+ entries, more than the limit of 3.*max_files="):
+        open_bundle(z, max_files=3)
+    assert _nothing_cached(cache)
+
+
+def test_a_size_header_that_lies_is_refused_while_unpacking(bundle, tmp_path, cache):
+    z = pack_bundle(bundle, tmp_path / "b.zip")
+    bad = tmp_path / "liar.zip"
+    bad.write_bytes(_patch(z.read_bytes(), "b/models/model.pt", size=100))  # the directory says 100 bytes
+    with pytest.raises(BundleError, match=r"liar\.zip: .*(cannot be unpacked|larger than its header)"):
+        open_bundle(bad)
+    assert _nothing_cached(cache)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, 99])
+def test_an_unsupported_compression_method_is_refused_cleanly(bundle, tmp_path, cache, method):
+    z = pack_bundle(bundle, tmp_path / "b.zip")
+    bad = tmp_path / "odd.zip"
+    bad.write_bytes(_patch(z.read_bytes(), "b/LICENSE", method=method))
+    with pytest.raises(BundleError, match=rf"entry 'b/LICENSE' uses compression method {method}; bundle zips use deflate"):
+        open_bundle(bad)
+    assert _nothing_cached(cache)
+
+
+def test_a_zip_holding_a_bare_git_repository_is_refused(bundle, tmp_path, cache):
+    z = pack_bundle(bundle, tmp_path / "b.zip")
+    bad = tmp_path / "git.zip"
+    shutil.copy(z, bad)
+    with zipfile.ZipFile(bad, "a") as zf:
+        for name, text in (("b/HEAD", "ref: refs/heads/main\n"), ("b/objects/info/packs", ""),
+                           ("b/refs/heads/main", "0" * 40), ("b/config", "[core]\n\tfsmonitor = touch PWNED\n")):
+            zf.writestr(name, text)
+    with pytest.raises(BundleError, match=r"holds a git repository in b/ \(HEAD, objects/, refs/\)"):
+        open_bundle(bad)
+    assert _nothing_cached(cache)
+
+
+def test_pack_refuses_a_bare_git_repository(bundle, tmp_path):
+    for rel in ("HEAD", "objects/info/packs", "refs/heads/main"):
+        (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
+        (bundle / rel).write_text("x")
+    with pytest.raises(BundleError, match=r"holds a git repository \(HEAD, objects/, refs/\)"):
+        pack_bundle(bundle, tmp_path / "b.zip")

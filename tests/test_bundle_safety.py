@@ -117,9 +117,18 @@ def test_logging_conf_with_a_handler_is_refused_and_not_applied(tmp_path):
         class=StreamHandler
         args=(__import__('pathlib').Path({str(marker)!r}).touch(),)
         """))
-    with pytest.raises(UnsafeBundleError, match=r"configs/logging\.conf, handlers::keys: 'h' defines logging handlers"):
+    with pytest.raises(UnsafeBundleError, match=r"configs/logging\.conf: 'logging\.conf' is refused: logging\.config"):
         open_bundle(bundle)
     assert not marker.exists()
+    assert [f.key for f in scan_logging_conf((bundle / "configs" / "logging.conf").read_text(), file="l")] == ["handlers::keys"]
+
+
+def test_any_logging_conf_is_refused_outright(tmp_path):
+    # Python >= 3.12 also evaluates [formatter_x] defaults=; no field-by-field scan keeps up with that
+    bundle = _copy(tmp_path)
+    (bundle / "configs" / "logging.conf").write_text("[loggers]\nkeys=root\n[logger_root]\nlevel=INFO\nhandlers=\n")
+    assert [f.file for f in scan_bundle(bundle)] == ["configs/logging.conf"]
+    assert open_bundle(bundle, trust=True) == bundle.resolve()
 
 
 def test_metadata_is_scanned_too(tmp_path):
@@ -181,19 +190,22 @@ def test_expressions_beyond_the_idioms_are_refused(expr):
     "target, reason",
     [
         ("subprocess.run", "outside the allow-list"),
-        ("eval", "a bare name must be a MONAI component"),
+        ("eval", "bare name, outside the allow-list"),
+        ("LoadImaged", "write the full name (monai.transforms.LoadImaged or unetkit.transforms.LoadImaged)"),
         ("torch.hub.load", "deny list (torch.hub)"),
         ("torch.load", "deny list (torch.load)"),
         ("torch.jit.load", "deny list (torch.jit)"),
         ("torch.utils.cpp_extension.load_inline", "deny list (torch.utils.cpp_extension)"),
         ("numpy.load", "deny list (numpy.load)"),
         ("monai.bundle.run", "deny list (monai.bundle)"),
-        ("monai.apps.download_and_extract", "downloads"),
+        ("monai.apps.download_and_extract", "deny list (monai.apps)"),
         ("monai.utils.optional_import", "deny list"),
-        ("torch.os.system", "resolves to 'posix.system', outside the allow-list"),
+        ("torch.os.system", "outside the allow-list"),
         ("monai.utils.module.os.system", "deny list (monai.utils.module)"),
+        ("monai.transforms.LoadImage", "outside the allow-list"),  # only its dict twin is listed
+        ("monai.transforms.io.dictionary.LoadImaged", "outside the allow-list"),  # exact names, not objects
         ("torch._C._get_tracing_state", "private or special attribute"),
-        ("torch.nn", "is a module"),
+        ("torch.nn", "outside the allow-list"),
         ("@network_def", "not a literal dotted name"),
         ("$torch.nn.Identity", "not a literal dotted name"),
     ],
@@ -202,7 +214,8 @@ def test_targets_outside_the_allow_list_are_refused(target, reason):
     assert reason in (check_target(target) or "")
 
 
-@pytest.mark.parametrize("target", ["monai.transforms.Compose", "torch.optim.SGD", "unetkit.networks.UNet", "LoadImaged"])
+@pytest.mark.parametrize("target", ["monai.transforms.Compose", "torch.optim.SGD", "unetkit.networks.UNet",
+                                    "monai.transforms.LoadImaged"])
 def test_allowed_targets_pass(target):
     assert check_target(target) is None
 
@@ -210,24 +223,43 @@ def test_allowed_targets_pass(target):
 @pytest.mark.parametrize(
     "component, key",
     [
-        ({"_target_": "monai.networks.nets.BasicUNet", "_mode_": "debug"}, "n::_mode_"),
-        ({"_target_": "monai.networks.nets.BasicUNet", "_debug_": True}, "n::_debug_"),
-        ({"_target_": "monai.apps.DecathlonDataset", "download": True}, "n::download"),
-        ({"_target_": "monai.transforms.LoadImage", "allow_pickle": True}, "n::allow_pickle"),
-        ({"_target_": "monai.data.PersistentDataset", "weights_only": False}, "n::weights_only"),
-        ({"_target_": "monai.networks.nets.DenseNet121", "pretrained": True}, "n::pretrained"),
+        ({"_target_": "unetkit.networks.UNet", "_mode_": "debug"}, "n::_mode_"),
+        ({"_target_": "unetkit.networks.UNet", "_mode_": "callable"}, "n::_mode_"),
+        ({"_target_": "unetkit.networks.UNet", "_debug_": True}, "n::_debug_"),
+        ({"_target_": "unetkit.data.dataset_path", "name": "phc_u373", "download": True}, "n::download"),
+        ({"_target_": "monai.transforms.LoadImaged", "keys": "image", "allow_pickle": True}, "n::allow_pickle"),
+        ({"_target_": "monai.handlers.CheckpointLoader", "load_path": "models/model.pt", "load_dict": {},
+          "weights_only": False}, "n::weights_only"),
+        ({"_target_": "monai.networks.nets.BasicUNet", "pretrained": True}, "n::pretrained"),
+        ({"_target_": "unetkit.networks.UNet", "dropout": 2.0}, "n::dropout"),
+        ({"_target_": "unetkit.networks.UNet", "padding": "circular"}, "n::padding"),
     ],
 )
 def test_risky_component_options_are_refused(component, key):
     assert [f.key for f in scan_config({"n": component}, file="c.json")] == [key]
 
 
-def test_same_file_macro_is_fine_but_imports_are_not():
-    assert scan_config({"a": [1], "b": "%a", "c": "%train#deterministic_transforms"}, file="c.json") == []
+def test_macros_and_imports_are_refused():
+    assert [f.key for f in scan_config({"a": [1], "b": "%a", "c": "%train#deterministic_transforms"}, file="c.json")] == ["b", "c"]
     assert [f.key for f in scan_config({"imports": ["$import os"]}, file="c.json")] == ["imports"]
 
 
-def test_logging_conf_without_handlers_passes():
+def test_references_are_followed_across_the_bundles_configs(tmp_path):
+    bundle = _copy(tmp_path)
+    _add(bundle, "evil_reader", "os.system", file="metadata.json")
+    _add(bundle, "pwn", {"_target_": "monai.transforms.LoadImaged", "keys": "image", "reader": "@_meta_#evil_reader"})
+    assert [str(f) for f in scan_bundle(bundle)] == [
+        "configs/inference.json, pwn::reader: '@_meta_#evil_reader' leads to 'os.system' (at _meta_::evil_reader), "
+        "which is not one of ITKReader, NibabelReader, PILReader, null (or a list)"]
+
+
+def test_an_id_path_key_is_checked_as_the_argument_it_sets(tmp_path):
+    bundle = _copy(tmp_path)
+    _add(bundle, "network_def#pretrained", True)  # MONAI merges this into network_def
+    assert [f.key for f in scan_bundle(bundle)] == ["network_def#pretrained"]
+
+
+def test_logging_conf_fields_that_run_code_are_named():
     assert scan_logging_conf("[loggers]\nkeys=root\n[logger_root]\nlevel=INFO\nhandlers=\n", file="l.conf") == []
-    fmt = "[formatters]\nkeys=f\n[formatter_f]\nclass=os.system\n"
-    assert scan_logging_conf(fmt, file="l.conf")[0].key == "formatter_f::class"
+    fmt = "[formatters]\nkeys=f\n[formatter_f]\nclass=os.system\ndefaults={'x': __import__('os')}\n"
+    assert [f.key for f in scan_logging_conf(fmt, file="l.conf")] == ["formatter_f::class", "formatter_f::defaults"]
