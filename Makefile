@@ -22,11 +22,13 @@ demo: $(STAMP)
 	$(BIN)/unetkit infer $(DEMO)/model $(DEMO)/data/02/t000.tif -o $(DEMO)/masks --preview --overwrite
 	@echo "demo done: mask and overlay in $(DEMO)/masks/, model in $(DEMO)/model/"
 
+# two workers: the suite is CPU-bound and CI has 2 cores
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 docs: $(STAMP)
 	$(BIN)/typer unetkit.cli.app utils docs --name unetkit --output docs/cli.md
+	$(BIN)/python -c "from unetkit.bundle.allowlist import write_markdown; write_markdown('docs/bundles.md')"
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -65,7 +65,8 @@ def test_existing_masks_fail_without_overwrite_and_are_replaced_with_it(bundle, 
     assert _invoke("infer", bundle, images / "a.tif", "-o", out).exit_code == 0
     (out / "a_mask.tif").write_bytes(b"keep me")
     r = _invoke("infer", bundle, images / "a.tif", "-o", out)
-    assert r.exit_code == 1 and "exists already" in r.output and (out / "a_mask.tif").read_bytes() == b"keep me"
+    assert r.exit_code == 2 and "1 output file(s) of this run exist already" in r.output
+    assert (out / "a_mask.tif").read_bytes() == b"keep me"
     r = _invoke("infer", bundle, images / "a.tif", "-o", out, "--overwrite")
     assert r.exit_code == 0 and tifffile.imread(out / "a_mask.tif").shape == (45, 61)
 

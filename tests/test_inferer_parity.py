@@ -35,8 +35,9 @@ def _run(layer, whole, tile):
     ],
 )
 def test_tile_convolutions_match_the_whole_image_pass_bit_for_bit(layer, whole, tile):
-    expected, plain, matched = _run(layer, whole, tile)
-    assert not torch.equal(plain, expected)  # PyTorch's own kernel choice rounds differently
+    # PyTorch's own kernel choice for the tile rounds differently from the whole on some CPUs and not on
+    # others (oneDNN's dispatch depends on the instruction set); under parity the values match on all
+    expected, _, matched = _run(layer, whole, tile)
     assert torch.equal(matched, expected)
 
 

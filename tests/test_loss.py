@@ -147,3 +147,37 @@ def test_bundle_style_pipeline_feeds_the_loss():
     loss = WeightMapCrossEntropyLoss()(logits, target)
     loss.backward()
     assert loss.item() == pytest.approx(math.log(2) * target[0, 1, 10:31, 10:35].mean().item(), rel=1e-5)
+
+
+def test_logits_scrambled_in_an_ignored_region_change_neither_loss_nor_gradients():
+    from unetkit.transforms import InstanceToSemantic, WeightMap
+
+    labels = np.zeros((1, 40, 44), np.int64)
+    labels[0, 5:15, 5:15], labels[0, 20:30, 8:18] = 1, 2
+    labels[0, :, 30:] = 65535  # unannotated
+    weight = WeightMap(ignore_value=65535)(labels)
+    target = InstanceToSemantic()(np.where(labels == 65535, 0, labels))
+    loss_fn = WeightMapCrossEntropyLoss()
+    logits = torch.randn(1, 2, 40, 44, generator=torch.Generator().manual_seed(0))
+    scrambled = logits.clone()
+    scrambled[..., 30:] = torch.randn(1, 2, 40, 14, generator=torch.Generator().manual_seed(1)) * 50
+    grads = []
+    for x in (logits, scrambled):
+        x = x.clone().requires_grad_(True)
+        loss = loss_fn(x, torch.as_tensor(target[None], dtype=torch.float32), torch.as_tensor(weight[None]))
+        loss.backward()
+        grads.append((loss.item(), x.grad[..., :30].clone(), x.grad[..., 30:].abs().max().item()))
+    assert grads[0][0] == pytest.approx(grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    assert grads[0][2] == grads[1][2] == 0.0
+
+
+def test_a_label_covering_most_of_the_annotation_is_named_as_a_likely_ignore_label(caplog):
+    from unetkit.transforms import WeightMap
+
+    labels = np.zeros((1, 40, 44), np.int64)
+    labels[0, 2:6, 2:6], labels[0, 10:14, 2:6] = 1, 2
+    labels[0, 20:, :] = 7  # one "object" larger than all the others together
+    with caplog.at_level("WARNING"):
+        WeightMap()(labels)
+    assert "label 7 covers" in caplog.text and "--ignore-label 7" in caplog.text

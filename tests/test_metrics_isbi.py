@@ -7,7 +7,7 @@ from skimage.metrics import adapted_rand_error
 from unetkit.errors import UnetkitError
 from unetkit.metrics import (
     ThresholdResult,
-    label_foreground,
+    label_above_threshold,
     rand_error,
     rand_error_thresholds,
     variation_of_information,
@@ -148,11 +148,11 @@ def test_rand_error_on_3d_and_torch_inputs(rng):
 
 def test_label_foreground_uses_4_connectivity_by_default():
     prob = np.array([[0.9, 0.1], [0.1, 0.9]])
-    assert label_foreground(prob).tolist() == [[1, 0], [0, 2]]
-    assert label_foreground(prob, connectivity=2).tolist() == [[1, 0], [0, 1]]
-    assert label_foreground(prob, 0.95).max() == 0
+    assert label_above_threshold(prob).tolist() == [[1, 0], [0, 2]]
+    assert label_above_threshold(prob, connectivity=2).tolist() == [[1, 0], [0, 1]]
+    assert label_above_threshold(prob, 0.95).max() == 0
     with pytest.raises(ValueError, match="connectivity must be between 1 and 2"):
-        label_foreground(prob, connectivity=3)
+        label_above_threshold(prob, connectivity=3)
 
 
 def test_rand_error_thresholds_finds_the_threshold_that_opens_the_membrane():
@@ -168,7 +168,7 @@ def test_rand_error_thresholds_is_the_minimum_over_the_listed_thresholds(rng):
     gt = _isbi_like(rng, (21, 23), cells=5)
     prob = ndimage.gaussian_filter((gt > 0).astype(float), 1.0) + 0.2 * rng.random(gt.shape)
     levels = (0.2, 0.4, 0.6, 0.8)
-    errors = [rand_error(label_foreground(prob, t), gt) for t in levels]
+    errors = [rand_error(label_above_threshold(prob, t), gt) for t in levels]
     best = rand_error_thresholds(prob, gt, thresholds=levels)
     assert best.error == min(errors)
     assert best.threshold == levels[int(np.argmin(errors))]

@@ -53,9 +53,9 @@ def test_training_writes_a_complete_runnable_bundle(tmp_path, demo):
     assert set(rows[0]) == {"step", "loss", "val_iou", "val_seg"}
     assert all(0 <= float(r["val_iou"]) <= 1 for r in rows)
     assert result.steps == 4 and result.metrics["val_iou"] == pytest.approx(float(rows[-1]["val_iou"]))
-    # the overrides reach every config, so the trained weights load into the inference network
-    inference = json.loads((out / "configs" / "inference.json").read_text())
-    net = UNet(**{k: v for k, v in inference["network_def"].items() if k != "_target_"})
+    # the network is written once (common.json), so the trained weights load into the inference network
+    common = json.loads((out / "configs" / "common.json").read_text())
+    net = UNet(**{k: v for k, v in common["network_def"].items() if k != "_target_"})
     net.load_state_dict(_weights(out))
     assert json.loads((out / "configs" / "train.json").read_text())["seed"] == 3
     info = json.loads((out / "run_info.json").read_text())
@@ -73,7 +73,7 @@ def test_the_same_seed_gives_the_same_weights_and_another_seed_does_not(tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
     info = json.loads((tmp_path / "a" / "run_info.json").read_text())
-    assert info["seed"] == 5 and info["deterministic"] is True and "commit" in info["git"]
+    assert info["seed"] == 5 and info["deterministic"] is True and "git" not in info  # no tool runs in a bundle
 
 
 def test_resume_continues_bit_for_bit(tmp_path, demo):
@@ -172,7 +172,8 @@ def test_cli_trains_and_reports_in_one_line_errors(tmp_path, demo, monkeypatch):
 def test_monai_runner_runs_the_same_train_json(tmp_path, demo):
     bundle = tmp_path / "b"
     shutil.copytree(BUNDLE, bundle)
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "train.json"),
+    files = [str(bundle / "configs" / n) for n in ("common.json", "train.json")]
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(files),
            "--bundle_root", str(bundle), "--dataset_dir", str(demo), "--max_steps", "2",
            "--network_def#features", "[4,8,16,32,64]", "--tile", "252", "--val_interval", "2", "--num_workers", "0"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -194,3 +195,40 @@ def test_two_gloo_ranks_train_like_one_process_with_the_same_global_batch(tmp_pa
     assert not all(torch.equal(start[k], a[k]) for k in a), "training did not move the weights"
     rows = list(csv.DictReader(open(tmp_path / "two" / "metrics.csv")))
     assert [r["step"] for r in rows] == ["2", "3"]  # written once, by rank 0
+
+
+class _Pwn:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_hostile_checkpoint_on_resume_is_refused_without_advice_to_unpickle(tmp_path, demo):
+    out = tmp_path / "o"
+    _train(out, demo, steps=2)
+    ckpt = sorted((out / "checkpoints").glob("*.pt"))[-1]
+    torch.save({"network": _Pwn(tmp_path / "PWNED")}, ckpt)
+    with pytest.raises(TrainingError, match="not a checkpoint unetkit can read safely") as e:
+        _train(out, demo, steps=4, resume=True)
+    assert "weights_only=False" not in str(e.value) and not (tmp_path / "PWNED").exists()
+
+
+def test_a_trained_bundle_is_never_retrained_in_place_without_overwrite(tmp_path, demo):
+    out = tmp_path / "o"
+    _train(out, demo, steps=2)
+    shutil.rmtree(out / "checkpoints")
+    before = (out / "models" / "model.pt").read_bytes()
+    with pytest.raises(TrainingError, match="holds a trained model.*--output DIR.*--overwrite"):
+        train_bundle(out, data=demo, steps=2, overrides=SMALL)
+    assert (out / "models" / "model.pt").read_bytes() == before
+
+
+def test_the_3d_recipe_trains_on_its_own_demo_data_with_no_set_but_the_width(tmp_path):
+    from unetkit.data import make_demo_volumes
+
+    data = make_demo_volumes(tmp_path / "ct", n=3, shape=(20, 28, 28))
+    result = train_bundle(BUNDLE.parent / "spleen_ct_3d", data=data, output=tmp_path / "s", steps=2,
+                          overrides={"network_def::features": [2, 4, 8, 16], "num_workers": 0, "val_interval": 2})
+    assert (tmp_path / "s" / "models" / "model.pt").is_file() and "val_dice" in result.metrics

@@ -7,6 +7,8 @@ that asks for a report, exit code 1. ``unetkit --debug ...`` shows the traceback
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -37,7 +39,7 @@ class _ErrorsToOneLine(TyperGroup):
                 raise
             err.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True, highlight=False)
             raise typer.Exit(code=2) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, BrokenPipeError):
             raise
         except Exception as e:  # a bug of ours, or a library failing in a way we did not foresee
             if _state["debug"] or _is_click_flow(e):
@@ -97,4 +99,10 @@ _register()
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except BrokenPipeError:
+        # the reader went away (`unetkit infer --help | head`): nothing more to say, and no traceback at exit
+        # when Python flushes stdout into the closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)

@@ -27,22 +27,30 @@ def infer(
     tile: Annotated[Optional[int], typer.Option("--tile", help="Input tile edge (572: 572 in, 388 out); 0 chooses by memory. Default: the bundle's.")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Tiles per forward pass. Default: the bundle's.")] = None,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bfloat16). Default: the bundle's; no effect on the CPU.")] = None,
+    memory: Annotated[Optional[str], typer.Option("--memory", help="Memory for the network's working set when the tile is chosen (512MiB, 2GiB); the image and its labels come on top. Default: the bundle's, else a quarter of what is free.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over the 8 flips and rotations of each tile (8x the work).")] = False,
     save_probabilities: Annotated[bool, typer.Option("--save-probabilities", help="Also write <stem>_prob.<ext>: float32 class probabilities (class axis before Y, X in TIFF; last in NIfTI).")] = False,
     instances: Annotated[Optional[bool], typer.Option("--instances/--semantic", help="Instance labels (touching cells apart) or class indices. Default: what the bundle's decode gives.")] = None,
     preview: Annotated[bool, typer.Option("--preview", help="Also write <stem>_preview.png: the image with the mask's outlines.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (else such files are reported as failed).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs of an earlier run (else the run stops before it starts, saying so).")] = False,
+    fill_nonfinite: Annotated[bool, typer.Option("--fill-nonfinite", help="Replace NaN and inf pixels with the image's median (noted in the table) instead of failing such files.")] = False,
     trust: Annotated[bool, typer.Option("--trust", help=_TRUST_HELP)] = False,
     nproc: Annotated[int, typer.Option("--nproc", help="Processes sharing the files (torchrun: one per GPU, or gloo ranks on the CPU).")] = 1,
 ) -> None:
     """Segment image files (TIFF, NIfTI, what ITK reads) with BUNDLE; masks keep the inputs' shape and calibration."""
-    from unetkit.predict import PredictOptions, check_distinct, collect_inputs
+    from unetkit.launch import under_torchrun
+    from unetkit.predict import PredictOptions, check_distinct, check_no_outputs, check_output_folder, collect_inputs
+    from unetkit.predict.model import parse_size
 
     paths = collect_inputs(inputs)
-    options = PredictOptions(instances=instances, probabilities=save_probabilities, preview=preview, overwrite=overwrite)
-    check_distinct(paths, output, probabilities=save_probabilities, preview=preview)
-    settings = dict(tile=tile, batch=batch, amp=amp, tta=tta)
-    from unetkit.launch import under_torchrun
+    options = PredictOptions(instances=instances, probabilities=save_probabilities, preview=preview, overwrite=overwrite,
+                             fill_nonfinite=fill_nonfinite)
+    kinds = dict(probabilities=save_probabilities, preview=preview)
+    check_distinct(paths, output, **kinds)
+    check_output_folder(output)
+    if not overwrite and not under_torchrun():  # under torchrun other ranks may have written already
+        check_no_outputs(paths, output, **kinds)
+    settings = dict(tile=tile, batch=batch, amp=amp, tta=tta, memory=parse_size(memory) if memory else None)
 
     if under_torchrun():
         results, printer = _under_torchrun(bundle, paths, output, options, device=device, trust=trust, settings=settings)
@@ -97,7 +105,7 @@ class _Bars:
     def __init__(self, total: int, *, tiles: bool = True):
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[name]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+            TextColumn("{task.fields[name]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err.get(),
         )
         self.files = self.progress.add_task("files", total=total, name="")
         self.tile_task = self.progress.add_task("tiles", total=None, name="", visible=False) if tiles else None

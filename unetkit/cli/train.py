@@ -14,14 +14,15 @@ from unetkit.cli.console import err, out, show_progress
 def train(
     bundle: Annotated[str, typer.Argument(help="Bundle folder (or zip), e.g. bundles/phc_u373.")],
     data: Annotated[Optional[Path], typer.Option("--data", help="Data set folder (default: the bundle's).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where the trained bundle goes (default: the bundle folder).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where the trained bundle goes (default: the bundle folder, unless it holds a trained model).")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Training steps (default: the bundle's max_steps).")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training data, instead of --steps.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in the output folder.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh, removing checkpoints of an earlier run.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh: remove checkpoints of an earlier run, and replace a trained model in the output folder.")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: KEY=VALUE (MONAI ids, e.g. optimizer::lr=0.01).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the run (default: the bundle's).")] = None,
+    ignore_label: Annotated[Optional[int], typer.Option("--ignore-label", help="Label value of unannotated pixels: they weigh nothing in the loss (partial annotation, as the Cell Tracking Challenge's gold truth).")] = None,
     deterministic: Annotated[bool, typer.Option("--deterministic", help="Deterministic algorithms only (torch.use_deterministic_algorithms); slower on GPUs.")] = False,
     trust: Annotated[bool, typer.Option("--trust", help="Skip the safety scan of the bundle's configs (only for bundles you trust).")] = False,
     nproc: Annotated[int, typer.Option("--nproc", help="Processes on this machine (DDP through torchrun: one per GPU, gloo ranks on the CPU).")] = 1,
@@ -37,6 +38,8 @@ def train(
     overrides = parse_overrides(set_ or [])
     if deterministic:
         overrides["deterministic"] = True
+    if ignore_label is not None:
+        overrides["ignore_label"] = ignore_label
     kwargs = dict(data=data, output=output, steps=steps, epochs=epochs, device=device, resume=resume,
                   overwrite=overwrite, overrides=overrides, seed=seed, trust=trust, nproc=nproc, nnodes=nnodes,
                   node_rank=node_rank, master_addr=master_addr, master_port=master_port)
@@ -63,7 +66,7 @@ class _Bar:
             TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TextColumn("val_iou {task.fields[val]}"),
             TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err.get(),
         )
         self.task = None
 

@@ -23,11 +23,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from unetkit.errors import DataError
+from unetkit.io.naming import MASK
 
 __all__ = ["export_ctc", "export_ctc_folder"]
 
 _MAX_LABELS = np.iinfo(np.uint16).max
-_PRED = re.compile(r"^t(\d+)_mask\.tiff?$")
+_PRED = re.compile(rf"^t(\d+){MASK}\.tiff?$")
 
 
 def _as_ctc_labels(labels, frame: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from unetkit.bundle.config import merged_config
 from unetkit.errors import BundleError, DataError, find_user_error
 from unetkit.evaluation.pairing import Pair, pair_key
 from unetkit.io import read_image, write_image
+from unetkit.io.naming import MASK
 
 __all__ = ["validation_items", "predict_validation"]
 
@@ -98,7 +99,7 @@ def predict_validation(
         result = predict_file(model, image, predictions, options)
         if not result.ok:
             raise DataError(f"could not be segmented: {result.message}", path=image)
-        mask = next(p for p in result.outputs if "_mask" in p.name)
+        mask = next(p for p in result.outputs if MASK in p.name)
         key = pair_key(image)
         pairs.append(Pair(f"{image.parent.name}/{key}" if isinstance(key, int) else str(key), mask, label))
     return pairs, out

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from unetkit.errors import DataError
 from unetkit.io import READ_SUFFIXES
+from unetkit.io.naming import MASK
 
 __all__ = ["Pair", "pair_key", "pair_files", "pair_folders"]
 
@@ -48,8 +49,8 @@ def pair_key(path: str | os.PathLike) -> str | int:
         ('scan', 'scan')
     """
     stem = _stem(Path(path))
-    if stem.endswith("_mask"):
-        stem = stem[: -len("_mask")]
+    if stem.endswith(MASK):
+        stem = stem[: -len(MASK)]
     m = _CTC.match(stem)
     return int(m.group(1)) if m else stem
 

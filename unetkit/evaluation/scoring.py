@@ -14,7 +14,7 @@ from unetkit.metrics import (
     dice,
     instance_scores,
     iou,
-    label_foreground,
+    label_above_threshold,
     rand_error,
     seg_scores,
     variation_of_information,
@@ -40,7 +40,7 @@ def _instances(a: np.ndarray) -> np.ndarray:
     # a binary mask (ISBI's 0/255, a --semantic prediction) names no objects: its 4-connected components do
     values = np.unique(a)
     if values.size <= 2:
-        return label_foreground(a > 0, 0.5)
+        return label_above_threshold(a > 0, 0.5)
     return a.astype(np.int64, copy=False)
 
 

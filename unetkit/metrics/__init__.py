@@ -5,7 +5,7 @@
   reference object) and :func:`seg_measure_pooled` (the challenge's pooling over frames).
 - ISBI 2012 EM challenge: :func:`rand_error`, :func:`rand_error_thresholds`,
   :func:`variation_of_information`, :func:`warping_error` (with :func:`warp_ground_truth`), and
-  :func:`label_foreground` to cut a probability map into objects.
+  :func:`label_above_threshold` to cut a probability map into objects.
 - Object detection: :func:`instance_scores` (IoU matching; precision, recall, F1 per threshold).
 
 Images are ``(H, W)`` or ``(D, H, W)``; 0 is background (or boundary), any other value an object id or
@@ -16,7 +16,7 @@ from unetkit.metrics.ctc import seg_measure, seg_measure_pooled, seg_scores
 from unetkit.metrics.instances import InstanceScores, instance_scores
 from unetkit.metrics.isbi import (
     ThresholdResult,
-    label_foreground,
+    label_above_threshold,
     rand_error,
     rand_error_thresholds,
     variation_of_information,
@@ -35,7 +35,7 @@ __all__ = [
     "rand_error",
     "rand_error_thresholds",
     "variation_of_information",
-    "label_foreground",
+    "label_above_threshold",
     "warp_ground_truth",
     "warping_error",
     "ThresholdResult",

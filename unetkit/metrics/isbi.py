@@ -3,7 +3,7 @@ information, and the warping error of Jain et al. (CVPR 2010).
 
 The challenge (Arganda-Carreras et al., Front. Neuroanat. 2015) scores cell-membrane maps: the ground
 truth is 255 on cells and 0 on thin membranes; a submission is a cell-probability map, thresholded and cut
-into connected components (:func:`label_foreground`). Two conventions make its Rand error and VI
+into connected components (:func:`label_above_threshold`). Two conventions make its Rand error and VI
 "foreground-restricted":
 
 - pixels where the ground truth is boundary (label 0) are left out;
@@ -35,7 +35,7 @@ from unetkit.metrics._inputs import as_image, as_labels, as_mask, check_same_sha
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "ThresholdResult",
-    "label_foreground",
+    "label_above_threshold",
     "rand_error",
     "rand_error_thresholds",
     "variation_of_information",
@@ -55,7 +55,7 @@ class ThresholdResult(NamedTuple):
     threshold: float
 
 
-def label_foreground(image, threshold: float = 0.5, *, connectivity: int = 1) -> np.ndarray:
+def label_above_threshold(image, threshold: float = 0.5, *, connectivity: int = 1) -> np.ndarray:
     """Instance labels from a cell-probability map or mask: connected components of ``image > threshold``.
 
     Args:
@@ -69,9 +69,9 @@ def label_foreground(image, threshold: float = 0.5, *, connectivity: int = 1) ->
 
     Examples:
         >>> prob = np.array([[0.9, 0.2, 0.8], [0.7, 0.1, 0.6], [0.1, 0.9, 0.1]])
-        >>> label_foreground(prob, 0.5).tolist()
+        >>> label_above_threshold(prob, 0.5).tolist()
         [[1, 0, 2], [1, 0, 2], [0, 3, 0]]
-        >>> int(label_foreground(prob, 0.5, connectivity=2).max())  # diagonal contacts join 3 to 1 and 2
+        >>> int(label_above_threshold(prob, 0.5, connectivity=2).max())  # diagonal contacts join 3 to 1 and 2
         1
     """
     a = as_image(image, "image")
@@ -106,7 +106,7 @@ def rand_error(pred, gt) -> float:
     Args:
         pred: predicted instance labels, shape ``(H, W)`` or ``(D, H, W)``; 0 = boundary.
         gt: reference instance labels, same shape; 0 = boundary (left out). A binary mask such as
-            ISBI's ``train-labels.tif`` must be cut into cells first: ``label_foreground(mask, 0)``.
+            ISBI's ``train-labels.tif`` must be cut into cells first: ``label_above_threshold(mask, 0)``.
 
     Returns:
         The error in [0, 1]: 0 for the same partition of the foreground, whatever the label values.
@@ -141,14 +141,14 @@ def rand_error_thresholds(
 ) -> ThresholdResult:
     """The challenge's score of a probability map: the smallest :func:`rand_error` over thresholds.
 
-    Each threshold cuts ``prob`` into components with :func:`label_foreground`; the best (lowest) error
+    Each threshold cuts ``prob`` into components with :func:`label_above_threshold`; the best (lowest) error
     wins, as the ISBI 2012 evaluation reports the maximal Rand F-score.
 
     Args:
         prob: cell-probability map (high on cells, low on membranes), shape ``(H, W)`` or ``(D, H, W)``.
         gt: reference instance labels, same shape, 0 = boundary.
         thresholds: thresholds to try; default 0.0, 0.1, ..., 1.0 as Fiji's evaluation script.
-        connectivity: passed to :func:`label_foreground` (1: 4-neighbours in 2D, as Fiji).
+        connectivity: passed to :func:`label_above_threshold` (1: 4-neighbours in 2D, as Fiji).
 
     Returns:
         ``ThresholdResult(error, threshold)``; ``error`` is nan if ``gt`` has no foreground.
@@ -171,7 +171,7 @@ def rand_error_thresholds(
     check_same_shape(p, g, pred_name="prob")
     best = ThresholdResult(float("nan"), levels[0])
     for t in levels:
-        err = rand_error(label_foreground(p, t, connectivity=connectivity), g)
+        err = rand_error(label_above_threshold(p, t, connectivity=connectivity), g)
         if not err >= best.error:  # also replaces the initial nan
             best = ThresholdResult(err, t)
     return best

@@ -19,7 +19,10 @@ from unetkit.predict.distributed import launch_sharded, predict_sharded, shard
 from unetkit.predict.inputs import collect_inputs, expand_glob, images_in_folder
 from unetkit.predict.model import BundleModel, load_bundle_model, resolve_device
 from unetkit.predict.predict import STREAM_PIXELS, FileResult, PredictOptions, ProgressHooks, predict_file, predict_files
-from unetkit.predict.writer import OutputExistsError, OutputPaths, check_distinct, label_dtype, output_stem, plan_outputs
+from unetkit.predict.writer import (
+    OutputExistsError, OutputPaths, check_distinct, check_no_outputs, check_output_folder, label_dtype, output_stem,
+    plan_outputs,
+)
 
 __all__ = [
     "BundleModel",
@@ -38,6 +41,8 @@ __all__ = [
     "OutputExistsError",
     "plan_outputs",
     "check_distinct",
+    "check_output_folder",
+    "check_no_outputs",
     "output_stem",
     "label_dtype",
     "shard",

@@ -38,7 +38,7 @@ from unetkit.errors import BundleError, UnetkitError
 from unetkit.inferers import OverlapTileInferer, network_geometry
 from unetkit.launch import resolve_device
 
-__all__ = ["BundleModel", "load_bundle_model", "resolve_device", "PIPELINE_IDS"]
+__all__ = ["BundleModel", "load_bundle_model", "resolve_device", "parse_size", "PIPELINE_IDS"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +81,18 @@ class BundleModel:
 
     def with_settings(
         self, *, tile: int | Sequence[int] | None = None, batch: int | None = None, amp: bool | None = None,
-        tta: bool = False,
+        tta: bool = False, memory: int | None = None,
     ) -> "BundleModel":
         """A copy whose inferer takes the given settings over the bundle's (None keeps the bundle's; tile 0
-        means "choose by memory"), checked against the network's tile rules here, once.
+        means "choose by memory"; ``memory``: bytes for the tile's working set when the tile is chosen),
+        checked against the network's tile rules here, once.
 
         Raises:
             UnetkitError: a tile the network cannot take (naming the valid ones), a batch below 1.
         """
         changes: dict[str, Any] = {"tta": bool(tta)}
+        if memory is not None:
+            changes["memory_budget"] = memory
         if tile is not None:
             changes["tile"] = None if tile == 0 else (tile if isinstance(tile, int) else tuple(tile))
         if batch is not None:
@@ -97,6 +100,30 @@ class BundleModel:
         if amp is not None:
             changes["amp"] = bool(amp)
         return replace(self, inferer=_checked(self.inferer, self.network, self.spatial_dims, changes, "--"))
+
+
+_UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "KIB": 2**10, "M": 1e6, "MB": 1e6, "MIB": 2**20, "G": 1e9, "GB": 1e9,
+          "GIB": 2**30, "T": 1e12, "TB": 1e12, "TIB": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """``"512MiB"``, ``"2GiB"``, ``"1.5GB"``, ``"1000000"`` -> bytes.
+
+    Examples:
+        >>> parse_size("512MiB"), parse_size("1.5 GB")
+        (536870912, 1500000000)
+        >>> parse_size("lots")
+        Traceback (most recent call last):
+        ...
+        unetkit.errors.UnetkitError: --memory lots: expected a size such as 512MiB or 2GiB
+    """
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(text))
+    unit = m.group(2).upper() if m else None
+    if m is None or unit not in _UNITS or float(m.group(1)) <= 0:
+        raise UnetkitError(f"--memory {text}: expected a size such as 512MiB or 2GiB")
+    return int(float(m.group(1)) * _UNITS[unit])
 
 
 def load_bundle_model(path: str | os.PathLike, *, trust: bool = False, device: str | torch.device | None = "auto") -> BundleModel:

@@ -40,6 +40,7 @@ import numpy as np
 
 from unetkit.errors import UnetkitError
 from unetkit.io import ImageMeta, read_image, write_image
+from unetkit.io.checks import count_nonfinite, fill_nonfinite
 from unetkit.predict.layout import Layout, plan_layout
 from unetkit.predict.model import BundleModel
 from unetkit.predict.preview import write_preview
@@ -68,6 +69,8 @@ class PredictOptions:
         overwrite: replace existing outputs (else the file fails with "exists already").
         stream_pixels: single 2D TIFF images above this many pixels are streamed (see
             :mod:`unetkit.predict.stream`).
+        fill_nonfinite: replace NaN and +-inf pixels by the image's median (noted in the result), instead
+            of failing the file.
     """
 
     instances: bool | None = None
@@ -75,6 +78,7 @@ class PredictOptions:
     preview: bool = False
     overwrite: bool = False
     stream_pixels: int = STREAM_PIXELS
+    fill_nonfinite: bool = False
 
 
 @dataclass
@@ -178,8 +182,10 @@ def predict_file(
         check_free(outputs, overwrite=options.overwrite)
         array, meta = read_image(path, mmap=True)
         shape = tuple(array.shape)
+        array, filled = _finite(array, path, options)
         layout = plan_layout(meta, spatial_dims=model.spatial_dims, in_channels=model.in_channels)
         objects, notes = _predict(model, array, meta, layout, outputs, options, progress)
+        notes = filled + notes
     except UnetkitError as e:
         return FileResult(path, "failed", shape, seconds=time.perf_counter() - start, message=str(e))
     except Exception as e:  # a library failing on one odd file must not cost the user the other files
@@ -189,6 +195,19 @@ def predict_file(
     if outputs.note:
         notes.insert(0, outputs.note)
     return FileResult(path, "ok", shape, objects, time.perf_counter() - start, outputs.all(), notes=notes)
+
+
+def _finite(array, path: Path, options: PredictOptions):
+    """``(array, notes)``: a file with NaN or inf pixels fails, or is filled when the user said so; never is a
+    mask silently made of them (one NaN turns a whole tile's normalised values to NaN)."""
+    bad = count_nonfinite(array)
+    if not bad:
+        return array, []
+    share = f"{bad} non-finite pixel(s) (NaN or inf, {bad / array.size:.2%} of the image)"
+    if not options.fill_nonfinite:
+        raise UnetkitError(share, path=path, fix="pass --fill-nonfinite to replace them with the image's median")
+    logger.warning("%s: %s replaced with the median", path, share)
+    return fill_nonfinite(array), [f"WARNING {share} filled with the median"]
 
 
 def _streams(model: BundleModel, layout: Layout, outputs: OutputPaths, options: PredictOptions) -> bool:

@@ -1,112 +1,27 @@
-"""Where a prediction goes: output names, formats, label dtypes, and the refusal to overwrite.
+"""Where a prediction goes: the refusal to overwrite, and two inputs never writing one output.
 
-Contract of ``unetkit infer`` (see the issue "Inference"):
-
-- names: ``<stem>_mask.<ext>`` (labels), ``<stem>_prob.<ext>`` (probabilities), ``<stem>_preview.png`` in
-  the output folder, where the stem is the file name without its extension(s): ``a.tif`` -> ``a_mask.tif``,
-  ``scan.nii.gz`` -> ``scan_mask.nii.gz``, ``cells.ome.tif`` -> ``cells_mask.tif``;
-- formats: TIFF in, TIFF out; NIfTI in, NIfTI out; ``.mha``/``.mhd``/``.nrrd``/``.nhdr``/``.png`` likewise;
-  inputs no label image can be written as (JPEG is lossy; BMP, DICOM, GIPL, VTK are not written by ITK's
-  wheels) get TIFF outputs, and the summary says so;
-- probabilities: TIFF with the class axis before Y and X (``CYX``, ``TCYX``, ``ZCYX``: ImageJ's order, so
-  Fiji opens a hyperstack); NIfTI with the class axis last (``XYZC``, NIfTI's 4th dimension); other formats
-  as TIFF;
-- an existing output is not replaced unless asked (``overwrite``).
+The names themselves follow :mod:`unetkit.io.naming` (``<stem>_mask.<ext>``, ``_prob``, ``_preview.png``).
 
 Examples:
-    >>> plan_outputs("in/scan.nii.gz", "out").mask.name
-    'scan_mask.nii.gz'
-    >>> plan_outputs("in/photo.JPG", "out", probabilities=True).prob.name
-    'photo_prob.tif'
-    >>> label_dtype(70_000)
-    dtype('uint32')
+    >>> from unetkit.io.naming import plan_outputs
+    >>> check_free(plan_outputs("a.tif", "/nonexistent"), overwrite=False)
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from unetkit.errors import ImageWriteError, UnetkitError
-from unetkit.io.formats import image_suffix, write_format
+from unetkit.io.naming import MASK, PREVIEW, PROB, OutputPaths, label_dtype, output_stem, plan_outputs, semantic_dtype
 
-__all__ = ["OutputPaths", "OutputExistsError", "output_stem", "plan_outputs", "check_free", "check_distinct", "label_dtype",
-           "semantic_dtype", "MASK", "PROB", "PREVIEW"]
-
-MASK, PROB, PREVIEW = "_mask", "_prob", "_preview"
-_PROB_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz")
-_NAMES = {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".dcm": "DICOM", ".gipl": "GIPL", ".vtk": "VTK"}
+__all__ = ["OutputPaths", "OutputExistsError", "output_stem", "plan_outputs", "check_free", "check_distinct",
+           "check_output_folder", "check_no_outputs", "label_dtype", "semantic_dtype", "MASK", "PROB", "PREVIEW"]
 
 
 class OutputExistsError(ImageWriteError):
     """An output file exists already and ``overwrite`` was not given."""
-
-
-@dataclass(frozen=True)
-class OutputPaths:
-    """The files one input gives: ``mask`` always, ``prob`` and ``preview`` when asked for.
-
-    ``note`` says why the mask's format differs from the input's (``"JPEG in: mask as TIFF"``), else "".
-    """
-
-    mask: Path
-    prob: Path | None = None
-    preview: Path | None = None
-    note: str = ""
-
-    def all(self) -> list[Path]:
-        return [p for p in (self.mask, self.prob, self.preview) if p is not None]
-
-
-def output_stem(path: str | os.PathLike) -> str:
-    """The file name without its image extension(s).
-
-    Examples:
-        >>> output_stem("a.tif"), output_stem("scan.nii.gz"), output_stem("x.ome.tiff"), output_stem("v1.2.mha")
-        ('a', 'scan', 'x', 'v1.2')
-    """
-    name = Path(path).name
-    suffix = image_suffix(name)
-    stem = name[: len(name) - len(suffix)] if suffix else name
-    if suffix in (".tif", ".tiff") and stem.lower().endswith(".ome"):
-        stem = stem[:-4]
-    return stem
-
-
-def _mask_suffix(path) -> tuple[str, str]:
-    suffix = image_suffix(path)
-    if write_format(path) is not None:
-        return suffix, ""
-    kind = _NAMES.get(suffix, suffix.lstrip(".").upper() or "this format")
-    return ".tif", f"{kind} in: written as TIFF"
-
-
-def plan_outputs(
-    path: str | os.PathLike, outdir: str | os.PathLike, *, probabilities: bool = False, preview: bool = False
-) -> OutputPaths:
-    """The output files for input ``path`` in ``outdir`` (see the module docstring for the rules).
-
-    Examples:
-        >>> [p.name for p in plan_outputs("t000.tif", "out", probabilities=True, preview=True).all()]
-        ['t000_mask.tif', 't000_prob.tif', 't000_preview.png']
-    """
-    outdir = Path(outdir)
-    stem = output_stem(path)
-    suffix, note = _mask_suffix(path)
-    prob = None
-    if probabilities:
-        prob_suffix = suffix if suffix in _PROB_SUFFIXES else ".tif"
-        prob = outdir / f"{stem}{PROB}{prob_suffix}"
-    return OutputPaths(
-        mask=outdir / f"{stem}{MASK}{suffix}",
-        prob=prob,
-        preview=outdir / f"{stem}{PREVIEW}.png" if preview else None,
-        note=note,
-    )
 
 
 def check_free(paths: OutputPaths, *, overwrite: bool) -> None:
@@ -153,28 +68,37 @@ def check_distinct(inputs: Sequence[Path], outdir: str | os.PathLike, **kinds) -
             owner[key] = path
 
 
-def label_dtype(count: int) -> np.dtype:
-    """The dtype of an instance-label image with labels 1..``count``: uint16 at least (the Cell Tracking
-    Challenge's 16-bit masks, and what Fiji shows as labels), uint32 beyond 65,535 objects.
+def check_output_folder(outdir: str | os.PathLike) -> Path:
+    """Make sure, before any network runs, that ``outdir`` is (or can be made as) a folder this process can
+    write into; nothing is created here, so a run refused later leaves no folder behind. Returns it.
+
+    Raises:
+        UnetkitError: a file is in the way, or the folder (or the one it would be made in) is not writable.
 
     Examples:
-        >>> label_dtype(0), label_dtype(65_535), label_dtype(65_536)
-        (dtype('uint16'), dtype('uint16'), dtype('uint32'))
+        >>> import tempfile
+        >>> check_output_folder(tempfile.mkdtemp() + "/masks/today").name
+        'today'
     """
-    if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}")
-    if count <= np.iinfo(np.uint16).max:
-        return np.dtype(np.uint16)
-    if count <= np.iinfo(np.uint32).max:
-        return np.dtype(np.uint32)
-    return np.dtype(np.uint64)
+    out = Path(os.path.abspath(outdir))
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file, not a folder" if existing == out else f"cannot be made: {existing} is a file"
+        raise UnetkitError(where, path=out, fix="give -o a folder (it is made if missing)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UnetkitError(f"cannot be written ({existing} is not writable)", path=out,
+                           fix="choose a folder you can write to with -o")
+    return out
 
 
-def semantic_dtype(classes: int) -> np.dtype:
-    """The dtype of a class-index image for ``classes`` classes: uint8 up to 256 classes, else uint16.
+def check_no_outputs(inputs: Sequence[Path], outdir: str | os.PathLike, **kinds) -> None:
+    """Refuse, in one line for the whole run, to replace outputs of an earlier run (without ``--overwrite``).
 
-    Examples:
-        >>> semantic_dtype(2), semantic_dtype(300)
-        (dtype('uint8'), dtype('uint16'))
+    Raises:
+        OutputExistsError: how many of the outputs exist, the first of them, and the fix.
     """
-    return np.dtype(np.uint8 if classes <= 256 else np.uint16)
+    found = [p for path in inputs for p in plan_outputs(path, outdir, **kinds).all() if p.exists()]
+    if found:
+        raise OutputExistsError(
+            f"{len(found)} output file(s) of this run exist already in {outdir} (the first: {found[0].name})",
+            fix="pass --overwrite to replace them, or use another -o")

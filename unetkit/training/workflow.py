@@ -106,11 +106,6 @@ def train_bundle(
                             path=bundle, fix="pass --output DIR")
     src = open_bundle(bundle, trust=trust)
     out = Path(output).resolve() if output is not None else src
-    if (out / "models" / "model.pt").is_file() and not (resume or overwrite):
-        raise TrainingError(
-            "holds a trained model, which training would replace", path=out / "models" / "model.pt",
-            fix="pass --output DIR for the new bundle, or --overwrite to retrain it in place",
-        )
     ckpt_dir = out / "checkpoints"
     if not resume and latest_checkpoint(ckpt_dir) is not None:
         if not overwrite:
@@ -119,6 +114,11 @@ def train_bundle(
                 fix="pass --resume to continue it, --overwrite to start afresh, or another --output",
             )
         shutil.rmtree(ckpt_dir)
+    if (out / "models" / "model.pt").is_file() and not (resume or overwrite):
+        raise TrainingError(
+            "holds a trained model, which training would replace", path=out / "models" / "model.pt",
+            fix="pass --output DIR for the new bundle, or --overwrite to retrain it in place",
+        )
     if resume and latest_checkpoint(ckpt_dir) is None:
         raise TrainingError("nothing to resume: no checkpoint found", path=ckpt_dir, fix="train without --resume first")
 
@@ -199,6 +199,10 @@ def _steps_per_epoch(train_cfg: dict, dataset_dir: Path) -> int:
 
 def _write_bundle(src: Path, out: Path, configs: dict[str, dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "MANIFEST.sha256"
+    if manifest.is_file():  # trained in place: the packed bundle's manifest no longer describes these files
+        logger.info("%s: removed (training changes the files it lists; `unetkit bundle pack` writes a new one)", manifest)
+        manifest.unlink()
     if out != src:
         for item in src.iterdir():
             if item.name in _RUN_OUTPUTS or item.name.startswith("."):
@@ -251,7 +255,14 @@ def run_workflow(out: Path, runtime: dict, *, resume: bool, progress=None, distr
 
 
 def _resume(parser, trainer, ckpt: Path) -> None:
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as e:  # a refused pickle, a truncated file: never advise weights_only=False, as torch does
+        raise TrainingError(f"is not a checkpoint unetkit can read safely ({type(e).__name__})", path=ckpt,
+                            fix="remove it (or the checkpoints/ folder) and train without --resume") from None
+    if not isinstance(state, dict) or not {"network", "optimizer", "step"} <= set(state):
+        raise TrainingError("is not a unetkit training checkpoint", path=ckpt,
+                            fix="remove it and train without --resume")
     network = parser.get_parsed_content("network")
     (network.module if hasattr(network, "module") else network).load_state_dict(state["network"])
     optimizer = parser.get_parsed_content("optimizer")

@@ -3,7 +3,7 @@
 :class:`SaveMask` is what a bundle's ``inference.json`` ends with when MONAI's runner drives it
 (``python -m monai.bundle run --config_file .../inference.json ...``): the ``pred`` labels, channel-first as
 the network made them, go to ``output_dir`` under the names ``unetkit infer`` uses (see
-:mod:`unetkit.predict.writer`), written by :func:`unetkit.io.write_image` with the input file's metadata
+:mod:`unetkit.io.naming`), written by :func:`unetkit.io.write_image` with the input file's metadata
 (spacing, affine, axes), re-read from the input's header. The input is named by its path rather than
 carried as an :class:`~unetkit.io.ImageMeta` through the batch: MONAI's evaluator cannot de-collate
 objects it does not know ("Unable to de-collate: ImageMeta").
@@ -25,6 +25,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
 from unetkit.io import read_image, write_image
+from unetkit.io.naming import MASK, label_dtype, output_stem, plan_outputs, semantic_dtype
 from unetkit.io.meta import CHANNEL
 
 __all__ = ["SaveMask", "SaveMaskd"]
@@ -63,8 +64,6 @@ class SaveMask(Transform):
 
     def __call__(self, labels, source: str | os.PathLike) -> Path:
         """Write ``labels`` of the image file ``source``; returns the path written."""
-        from unetkit.predict.writer import label_dtype, output_stem, plan_outputs, semantic_dtype
-
         arr = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
         _, meta = read_image(source, mmap=True)  # the header: pixels stay on disk where the format allows
         channels = [i for i, a in enumerate(meta.axes) if a in CHANNEL]
@@ -79,7 +78,7 @@ class SaveMask(Transform):
         top = int(arr.max(initial=0))
         dtype = label_dtype(top) if self.kind == "instances" else semantic_dtype(top + 1)
         stem, mask = output_stem(source), plan_outputs(source, self.output_dir).mask
-        suffix = mask.name[len(stem) + len("_mask"):]
+        suffix = mask.name[len(stem) + len(MASK):]
         return write_image(self.output_dir / f"{stem}_{self.postfix}{suffix}", arr.astype(dtype), meta)
 
 

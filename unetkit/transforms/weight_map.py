@@ -13,6 +13,7 @@ bounding box grown by the distance beyond which the border term falls under ``1e
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Hashable, Mapping, Sequence
 
@@ -25,6 +26,8 @@ from scipy import ndimage as ndi
 
 from unetkit.errors import DataError
 from unetkit.transforms.labels import MAX_DENSE_LABEL, label_array, separate_touching
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["WeightMap", "WeightMapd", "border_cutoff", "two_nearest_distances", "weight_map"]
 
@@ -232,6 +235,8 @@ class WeightMap(Transform):
         mask = self._ignore_mask(labels, ignore)
         if mask is not None:
             labels = np.where(mask, 0, labels)
+        elif self.ignore_value is None:
+            _warn_if_one_label_dominates(labels)
         weights = weight_map(
             labels,
             w0=self.w0,
@@ -257,6 +262,23 @@ class WeightMap(Transform):
                 fix="give a mask of the label image's size",
             )
         return extra != 0 if mask is None else mask | (extra != 0)
+
+
+_WARNED: set[int] = set()
+
+
+def _warn_if_one_label_dominates(labels: np.ndarray) -> None:
+    """One label covering most of the annotated area among several objects is likely an "unannotated"
+    value (the Cell Tracking Challenge's gold truth is partial): trained as one huge cell, it teaches the
+    network nonsense. Said once per value, as a hint to pass it as the ignore label."""
+    counts = np.bincount(labels.ravel()) if labels.size and labels.max() < MAX_DENSE_LABEL else None
+    if counts is None or np.count_nonzero(counts[1:]) < 3:
+        return
+    top = int(np.argmax(counts[1:])) + 1
+    if counts[top] > counts[1:].sum() / 2 and top not in _WARNED:
+        _WARNED.add(top)
+        logger.warning("label %d covers %.0f%% of the annotated area: if it marks unannotated pixels, train with "
+                       "--ignore-label %d", top, 100 * counts[top] / counts[1:].sum(), top)
 
 
 class WeightMapd(MapTransform):

@@ -1,0 +1,17 @@
+"""Shared by the test suite (tests/) and the docstring examples (unetkit/, run by `make test` as doctests)."""
+
+import os
+
+import pytest
+import torch
+
+# Small, deterministic, CPU: tests never need more than this, and 2 threads is what CI has.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    """unetkit's cache (unpacked bundle zips, fetched data) in the test's own folder, never the user's."""
+    monkeypatch.setenv("UNETKIT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
