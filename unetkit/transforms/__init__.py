@@ -4,6 +4,18 @@ Each array transform does the work; its ``d`` twin builds it and maps dictionary
 ``ScaleIntensity`` / ``ScaleIntensityd`` pattern), so they compose with MONAI's own transforms.
 """
 
+from unetkit.transforms.decoders import (
+    DistanceInstances,
+    DistanceInstancesd,
+    InstanceToDistance,
+    InstanceToDistanced,
+    InstanceToThreeClass,
+    InstanceToThreeClassd,
+    ThreeClassInstances,
+    ThreeClassInstancesd,
+    fill_label_holes,
+    remove_small_labels,
+)
 from unetkit.transforms.elastic import PaperElastic, RandPaperElastic, RandPaperElasticd, dense_displacement
 from unetkit.transforms.instances import AsInstances, AsInstancesd, label_foreground
 from unetkit.transforms.intensity import PercentileNormalize, PercentileNormalized
@@ -15,8 +27,14 @@ from unetkit.transforms.save import SaveMask, SaveMaskd
 __all__ = [
     "AsInstances",
     "AsInstancesd",
+    "DistanceInstances",
+    "DistanceInstancesd",
+    "InstanceToDistance",
+    "InstanceToDistanced",
     "InstanceToSemantic",
     "InstanceToSemanticd",
+    "InstanceToThreeClass",
+    "InstanceToThreeClassd",
     "LoadImage",
     "LoadImaged",
     "PaperElastic",
@@ -24,11 +42,15 @@ __all__ = [
     "PercentileNormalized",
     "RandPaperElastic",
     "RandPaperElasticd",
+    "ThreeClassInstances",
+    "ThreeClassInstancesd",
     "WeightMap",
     "WeightMapd",
     "border_cutoff",
     "dense_displacement",
+    "fill_label_holes",
     "label_foreground",
+    "remove_small_labels",
     "separate_touching",
     "two_nearest_distances",
     "weight_map",

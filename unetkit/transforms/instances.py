@@ -58,19 +58,28 @@ class AsInstances(Transform):
         connectivity: 1 for face neighbours (4 in 2D, 6 in 3D), ``ndim`` for full.
         min_size: components smaller than this many pixels are dropped.
         threshold: for single-channel inputs only.
+        fill_holes: fill background holes enclosed by a single object
+            (:func:`~unetkit.transforms.decoders.fill_label_holes`); off by default.
+
+    :meth:`decode_classes` does the same from class indices ``(*spatial)`` (``unetkit infer``'s fast path):
+    for ``C >= 2`` channels ``AsInstances()(logits)[0]`` equals ``AsInstances().decode_classes(logits.argmax(0))``
+    (for one channel, pass the thresholded foreground as class 1).
 
     Examples:
         >>> logits = np.zeros((2, 3, 4), np.float32); logits[1, :, :2] = 1; logits[1, :, 3] = 1
         >>> AsInstances()(logits)[0].tolist()
         [[1, 1, 0, 2], [1, 1, 0, 2], [1, 1, 0, 2]]
+        >>> AsInstances().decode_classes(np.array([[1, 1, 0, 1]], np.uint8)).tolist()
+        [[1, 1, 0, 2]]
     """
 
     def __init__(self, foreground: int | Sequence[int] = 1, *, connectivity: int = 1, min_size: int = 0,
-                 threshold: float = 0.5):
+                 threshold: float = 0.5, fill_holes: bool = False):
         self.foreground = (foreground,) if isinstance(foreground, int) else tuple(foreground)
         self.connectivity = connectivity
         self.min_size = min_size
         self.threshold = threshold
+        self.fill_holes = fill_holes
 
     def __call__(self, img):
         was_torch = isinstance(img, torch.Tensor)
@@ -79,17 +88,31 @@ class AsInstances(Transform):
             fg = arr[0] > self.threshold
         else:
             fg = np.isin(arr.argmax(0), self.foreground)
-        labels = label_foreground(fg, connectivity=self.connectivity, min_size=self.min_size)[None]
+        labels = self._label(fg)[None]
         return torch.from_numpy(labels) if was_torch else labels
+
+    def decode_classes(self, classes: np.ndarray) -> np.ndarray:
+        """Labels ``(*spatial)`` int32, numbered 1..n, for class indices ``(*spatial)``: the components of
+        the ``foreground`` classes (with this transform's connectivity, min_size and fill_holes)."""
+        return self._label(np.isin(np.asarray(classes), self.foreground))
+
+    def _label(self, fg: np.ndarray) -> np.ndarray:
+        labels = label_foreground(fg, connectivity=self.connectivity, min_size=self.min_size)
+        if self.fill_holes:
+            from unetkit.transforms.decoders import fill_label_holes  # decoders imports this module
+
+            labels = fill_label_holes(labels)
+        return labels
 
 
 class AsInstancesd(MapTransform):
     """Dictionary twin of :class:`AsInstances`."""
 
     def __init__(self, keys: KeysCollection, foreground: int | Sequence[int] = 1, *, connectivity: int = 1,
-                 min_size: int = 0, threshold: float = 0.5, allow_missing_keys: bool = False):
+                 min_size: int = 0, threshold: float = 0.5, fill_holes: bool = False, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
-        self.op = AsInstances(foreground, connectivity=connectivity, min_size=min_size, threshold=threshold)
+        self.op = AsInstances(foreground, connectivity=connectivity, min_size=min_size, threshold=threshold,
+                              fill_holes=fill_holes)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
