@@ -9,7 +9,7 @@ import tifffile
 from typer.testing import CliRunner
 
 from unetkit.cli.app import app
-from unetkit.data import DATASETS, make_demo
+from unetkit.data import DATASETS, demo_frame, make_demo
 
 runner = CliRunner()
 
@@ -52,10 +52,26 @@ def test_data_demo_ct_writes_volumes(tmp_path):
     assert sorted(p.name for p in (tmp_path / "ct" / "labelsTr").iterdir())[0] == "vol_000.nii.gz"
 
 
+def test_data_demo_writes_the_basic_kind_by_default(tmp_path):
+    r = runner.invoke(app, ["data", "demo", str(tmp_path / "cells")])
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "cells" / "01" / "t000.tif"), demo_frame(seed=(0, 0, 0))[0])
+
+
+def test_data_demo_writes_a_realistic_kind_in_the_ctc_layout(tmp_path):
+    r = runner.invoke(app, ["data", "demo", str(tmp_path / "nuclei"), "--kind", "nuclei", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    image = tifffile.imread(tmp_path / "nuclei" / "02" / "t005.tif")
+    labels = tifffile.imread(tmp_path / "nuclei" / "02_GT" / "SEG" / "man_seg005.tif")
+    np.testing.assert_array_equal(image, demo_frame(seed=(3, 1, 5), kind="nuclei")[0])
+    assert image.dtype == labels.dtype == np.uint16 and labels.max() >= 10
+
+
 def test_data_demo_rejects_an_unknown_kind(tmp_path):
-    r = runner.invoke(app, ["data", "demo", str(tmp_path / "x"), "--kind", "dic"])
+    r = runner.invoke(app, ["data", "demo", str(tmp_path / "x"), "--kind", "brightfield"])
     flat = " ".join(r.output.replace("│", " ").split())  # rich wraps usage errors in a box
-    assert r.exit_code == 2 and "'dic' is not one of 'phase', 'fluorescence', 'ct'" in flat
+    kinds = "'basic', 'fluorescence', 'nuclei', 'phase', 'dic', 'em', 'ct'"
+    assert r.exit_code == 2 and f"'brightfield' is not one of {kinds}" in flat
     assert not (tmp_path / "x").exists()
 
 

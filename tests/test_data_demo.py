@@ -179,3 +179,151 @@ def test_every_phase_cell_has_an_edge_to_see(frames):
             if rim.sum() < 10:
                 continue  # buried in a cluster
             assert abs(img[inner].mean() - img[rim].mean()) >= 12, i
+
+
+# --- The realistic kinds: nuclei (DSB 2018), phase (PhC-C2DH-U373), dic (DIC-C2DH-HeLa), em (ISBI 2012) ------------
+
+REALISTIC = ("nuclei", "phase", "dic", "em")
+DTYPES = {"nuclei": np.uint16, "phase": np.uint8, "dic": np.uint8, "em": np.uint8}
+# Equivalent diameters (px) of whole objects (not cut by the border) and objects per 256 x 320 frame.
+DIAMETERS = {"nuclei": (8, 32), "phase": (12, 90), "dic": (14, 64), "em": (4, 110)}
+COUNTS = {"nuclei": (20, 70), "phase": (4, 16), "dic": (30, 80), "em": (50, 130)}
+
+
+@pytest.fixture(scope="module")
+def realistic():
+    """Three default-size frames of each realistic kind, from different data-set seeds and sequences."""
+    return {kind: [demo_frame(seed=(s, s % 2, 0), kind=kind) for s in range(3)] for kind in REALISTIC}
+
+
+def _touching_fraction(labels):
+    touching = 0
+    for i, sl in enumerate(ndi.find_objects(labels), start=1):
+        window = labels[tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)]
+        touching += bool((ndi.binary_dilation(window == i) & (window != i) & (window > 0)).any())
+    return touching / labels.max()
+
+
+@pytest.mark.parametrize("kind", REALISTIC)
+def test_each_kind_writes_the_ctc_layout_with_its_dtype(tmp_path, kind):
+    root = make_demo(tmp_path / kind, kind=kind, frames=2, shape=(67, 83))
+    for seq in ("01", "02"):
+        assert sorted(p.name for p in (root / seq).iterdir()) == ["t000.tif", "t001.tif"]
+        assert sorted(p.name for p in (root / f"{seq}_GT" / "SEG").iterdir()) == ["man_seg000.tif", "man_seg001.tif"]
+    image = tifffile.imread(root / "02" / "t001.tif")
+    labels = tifffile.imread(root / "02_GT" / "SEG" / "man_seg001.tif")
+    assert (image.dtype, labels.dtype, image.shape, labels.shape) == (DTYPES[kind], np.uint16, (67, 83), (67, 83))
+    assert len(ctc_datalist(root, ("01", "02"))) == 4
+
+
+@pytest.mark.parametrize("kind", REALISTIC)
+def test_each_kind_is_deterministic_per_seed_and_varies_across_seeds_and_frames(kind):
+    image, labels = demo_frame((90, 110), seed=(5, 0, 1), kind=kind)
+    again_image, again_labels = demo_frame((90, 110), seed=(5, 0, 1), kind=kind)
+    np.testing.assert_array_equal(image, again_image)
+    np.testing.assert_array_equal(labels, again_labels)
+    for other in ((6, 0, 1), (5, 0, 2), (5, 1, 1)):  # another data set, frame, sequence
+        assert not np.array_equal(labels, demo_frame((90, 110), seed=other, kind=kind)[1]), other
+
+
+@pytest.mark.parametrize("kind", REALISTIC)
+def test_each_kind_numbers_objects_without_gaps_in_one_piece_with_its_sizes(realistic, kind):
+    counts, diameters = [], []
+    for image, labels in realistic[kind]:
+        assert (image.shape, image.dtype, labels.dtype) == ((256, 320), DTYPES[kind], np.uint16)
+        n = int(labels.max())
+        assert set(np.unique(labels)) == set(range(n + 1))
+        for i, sl in enumerate(ndi.find_objects(labels), start=1):
+            assert ndi.label(labels[sl] == i)[1] == 1, (kind, i)
+        edge = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])))
+        area = np.bincount(labels.ravel())
+        diameters += [2 * np.sqrt(area[i] / np.pi) for i in range(1, n + 1) if i not in edge]
+        counts.append(n)
+    lo, hi = DIAMETERS[kind]
+    assert lo <= min(diameters) and max(diameters) <= hi
+    assert COUNTS[kind][0] <= min(counts) and max(counts) <= COUNTS[kind][1]
+    assert len(set(counts)) > 1  # density varies from frame to frame
+
+
+def test_every_nucleus_is_brighter_than_the_background_around_it(realistic):
+    for image, labels in realistic["nuclei"]:
+        img = image.astype(float)
+        background = ~ndi.binary_dilation(labels > 0, iterations=3)
+        for i, sl in enumerate(ndi.find_objects(labels), start=1):
+            around = tuple(slice(max(s.start - 10, 0), s.stop + 10) for s in sl)
+            if background[around].sum() >= 20:  # else buried in a clump
+                assert img[sl][labels[sl] == i].mean() > 1.15 * np.median(img[around][background[around]]), i
+
+
+def test_nuclei_brightness_spreads_widely_and_many_touch(realistic):
+    touching = []
+    for image, labels in realistic["nuclei"]:
+        img = image.astype(float)
+        level = np.median(img[~ndi.binary_dilation(labels > 0, iterations=3)])
+        means = np.asarray(ndi.mean(img, labels, np.arange(1, labels.max() + 1))) - level
+        assert np.percentile(means, 95) / np.percentile(means, 5) >= 3  # ~10x in peak brightness, blurred
+        touching.append(_touching_fraction(labels))
+    assert min(touching) >= 0.15 and np.mean(touching) >= 0.3  # clumps: a good part touch another nucleus
+
+
+def test_phase_cells_are_a_little_darker_than_the_substrate_inside_bright_halos(realistic):
+    for image, labels in realistic["phase"]:
+        fg = labels > 0
+        gap = ndi.distance_transform_edt(~fg)
+        substrate, halo, cells = np.median(image[gap > 15]), np.median(image[(gap >= 1) & (gap <= 3)]), image[fg]
+        assert halo >= substrate + 6  # the halo hugs the annotated outline
+        assert 3 <= substrate - np.median(cells) <= 35  # low contrast: darker, not black
+
+
+def test_every_phase_cell_has_its_halo_on_its_outline(realistic):
+    # The bright halo lies 1-3 px outside the annotated outline, brighter than the substrate 8-12 px out.
+    for image, labels in realistic["phase"]:
+        img = image.astype(float)
+        gap = ndi.distance_transform_edt(labels == 0)
+        for i, sl in enumerate(ndi.find_objects(labels), start=1):
+            around = tuple(slice(max(s.start - 12, 0), s.stop + 12) for s in sl)
+            own = ndi.distance_transform_edt(labels[around] != i)
+            halo = (own >= 1) & (own <= 3) & (gap[around] >= 1)
+            far = (own >= 8) & (own <= 12) & (gap[around] >= 8)
+            if halo.sum() >= 10 and far.sum() >= 10:  # else hemmed in by other cells
+                assert img[around][halo].mean() >= img[around][far].mean() + 4, i
+
+
+def test_dic_relief_is_the_shear_derivative_of_the_annotated_cells(realistic):
+    # DIC shows edges, not areas: mean grey inside and outside agree, but where the ground truth's outline
+    # rises along the shear the image is bright, where it falls dark; moved 7 px along the shear, it no longer fits.
+    shear = 0.75 * np.pi  # the shear of demo.py's DIC, give or take 0.2 rad
+
+    def relief(img, mask):
+        gy, gx = np.gradient(ndi.gaussian_filter(mask.astype(float), 1.5))
+        rises = np.cos(shear) * gx + np.sin(shear) * gy
+        return img[rises > 0.05].mean() - img[rises < -0.05].mean()
+
+    for image, labels in realistic["dic"]:
+        img, fg = image.astype(float), labels > 0
+        assert abs(img[fg].mean() - img[~fg].mean()) < 10 and img[fg].std() > 1.3 * img[~fg].std()
+        moved = max(abs(relief(img, np.roll(fg, step, axis=(0, 1)))) for step in ((5, -5), (-5, 5)))
+        assert relief(img, fg) >= 8 and relief(img, fg) > 1.5 * moved
+        assert _touching_fraction(labels) >= 0.8  # sheets of touching cells
+
+
+def test_em_cells_tile_the_image_apart_from_dark_membranes(realistic):
+    for image, labels in realistic["em"]:
+        membrane = labels == 0
+        assert 0.08 <= membrane.mean() <= 0.35  # ISBI 2012: about a fifth of the pixels are membrane
+        assert np.median(image[membrane]) < np.median(image[~membrane]) - 50
+        # Membranes separate every pair of cells: no two labels are 4-neighbours.
+        for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:])):
+            assert not ((a != b) & (a > 0) & (b > 0)).any()
+
+
+def test_demo_frame_rejects_fewer_than_one_cell():
+    with pytest.raises(ValueError, match="cells must be at least 1"):
+        demo_frame((32, 32), kind="em", cells=0)
+
+
+def test_basic_stays_the_default_kind():
+    image, labels = demo_frame((48, 56), seed=4)
+    basic_image, basic_labels = demo_frame((48, 56), seed=4, kind="basic")
+    np.testing.assert_array_equal(image, basic_image)
+    np.testing.assert_array_equal(labels, basic_labels)

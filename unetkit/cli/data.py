@@ -20,8 +20,12 @@ _DIR_HELP = "Folder holding the data sets (default: $UNETKIT_DATA, else ~/.cache
 
 
 class DemoKind(str, Enum):
-    phase = "phase"
+    basic = "basic"
     fluorescence = "fluorescence"
+    nuclei = "nuclei"
+    phase = "phase"
+    dic = "dic"
+    em = "em"
     ct = "ct"
 
 
@@ -76,8 +80,13 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed writes the same data.")] = 0,
     kind: Annotated[
         DemoKind,
-        typer.Option("--kind", help="phase / fluorescence: cells in the CTC layout; ct: volumes, MSD layout."),
-    ] = DemoKind.phase,
+        typer.Option(
+            "--kind",
+            help="CTC layout: basic (easy cells, phase-contrast look) or fluorescence (the same cells); "
+            "nuclei, phase, dic, em: imitations of DSB 2018 nuclei, PhC-C2DH-U373, DIC-C2DH-HeLa and "
+            "ISBI 2012 EM (docs/demo_data.md). ct: volumes, MSD layout.",
+        ),
+    ] = DemoKind.basic,
 ) -> None:
     """Write synthetic, learnable demo data; prints the folder."""
     from unetkit.data import make_demo, make_demo_volumes
