@@ -22,7 +22,7 @@ def test_every_recipe_passes_the_scan(recipe):
 
 def test_the_docs_show_the_current_table():
     assert allowlist_markdown() in (ROOT / "docs" / "bundles.md").read_text(), \
-        "docs/bundles.md is stale: run `python -m unetkit.bundle.allowlist`"
+        "docs/bundles.md is stale: run `make docs`"
 
 
 @pytest.mark.parametrize("target", sorted(ALLOWLIST))

@@ -38,7 +38,7 @@ def _progress_bar(description: str):
     from rich import progress as rp
 
     columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), rp.DownloadColumn(), rp.TransferSpeedColumn())
-    with rp.Progress(*columns, rp.TimeRemainingColumn(), console=err, transient=True) as bar:
+    with rp.Progress(*columns, rp.TimeRemainingColumn(), console=err.get(), transient=True) as bar:
         task = bar.add_task(description, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
 

@@ -62,8 +62,9 @@ class BundleModel:
             ``preprocessing`` is its ``normalize`` alone; else None.
         preprocessing: the bundle's ``preprocessing`` (a MONAI dict transform on ``"image"``) when it cannot
             run tile by tile; else None.
-        instances: the array twin of the bundle's ``decode`` (:class:`~unetkit.transforms.AsInstances`: its
-            foreground classes, connectivity, ``min_size``); a default one for a class-index decode.
+        instances: the array twin of the bundle's ``decode``, whose ``decode_classes`` turns class indices into
+            instance labels (:class:`~unetkit.transforms.AsInstances`, ``ThreeClassInstances``); a default
+            :class:`~unetkit.transforms.AsInstances` for a class-index decode.
         decode_instances: True when the bundle's ``decode`` gives instance labels, False for class indices.
     """
 
@@ -224,14 +225,17 @@ def _preprocessing(parser, source: Path) -> tuple[Callable | None, Callable | No
 
 
 def _decoder(parser, source: Path) -> tuple[Any, bool]:
+    """The array decoder of the bundle's ``decode`` (anything whose ``op`` turns class indices into instances
+    with ``decode_classes``: the paper's components, the three-class watershed), or class indices."""
     from monai.transforms import AsDiscreted
 
-    from unetkit.transforms import AsInstances, AsInstancesd
+    from unetkit.transforms import AsInstances
 
     decode = _parsed(parser, "decode", source)
-    if isinstance(decode, AsInstancesd):
+    if callable(getattr(getattr(decode, "op", None), "decode_classes", None)):
         return decode.op, True
     if isinstance(decode, AsDiscreted) and all(decode.argmax):
         return AsInstances(), False
-    raise BundleError(f"decode is a {type(decode).__name__}; unetkit infer runs unetkit.transforms.AsInstancesd "
-                      "(instance labels) or monai.transforms.AsDiscreted with argmax (class indices)", path=source)
+    raise BundleError(f"decode is a {type(decode).__name__}; unetkit infer runs decoders of class indices "
+                      "(unetkit.transforms.AsInstancesd, ThreeClassInstancesd) or monai.transforms.AsDiscreted "
+                      "with argmax (class indices)", path=source)

@@ -211,9 +211,13 @@ def _finite(array, path: Path, options: PredictOptions):
 
 
 def _streams(model: BundleModel, layout: Layout, outputs: OutputPaths, options: PredictOptions) -> bool:
-    # a preprocessing that is not the normalisation alone needs the whole image in memory
+    # a preprocessing that is not the normalisation alone needs the whole image in memory, and so does a
+    # decoder other than the paper's components (the streamed labels are made band by band)
+    from unetkit.transforms import AsInstances
+
+    paper_decoder = type(model.instances) is AsInstances and not model.instances.fill_holes
     return (model.spatial_dims == 2 and not layout.frame_axes and outputs.mask.suffix in (".tif", ".tiff")
-            and model.preprocessing is None
+            and model.preprocessing is None and (paper_decoder or not options.instances)
             and math.prod(layout.frame_shape) > options.stream_pixels)
 
 

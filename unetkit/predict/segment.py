@@ -17,7 +17,6 @@ import torch
 from unetkit.inferers import to_labels, to_probabilities
 from unetkit.predict.model import BundleModel
 from unetkit.predict.writer import semantic_dtype
-from unetkit.transforms import label_foreground
 
 __all__ = ["segment", "instance_labels", "tile_normalizer", "foreground_postprocess", "run_inferer"]
 
@@ -107,10 +106,11 @@ def classes_of(probs: np.ndarray) -> np.ndarray:
 
 
 def instance_labels(classes: np.ndarray, instances) -> tuple[np.ndarray, int]:
-    """Connected components of the foreground classes, numbered 1..n (int32), and n.
+    """The bundle's decoder on class indices: instance labels numbered 1..n (int32), and n.
 
-    ``instances`` is the bundle's :class:`~unetkit.transforms.AsInstances` (its ``foreground`` classes,
-    ``connectivity`` and ``min_size``).
+    ``instances`` is the array twin of the bundle's ``decode``
+    (:class:`~unetkit.transforms.AsInstances`: components of the foreground classes; ``ThreeClassInstances``:
+    interiors grown into their boundaries), with its ``min_size`` and ``fill_holes``.
 
     Examples:
         >>> from unetkit.transforms import AsInstances
@@ -118,6 +118,5 @@ def instance_labels(classes: np.ndarray, instances) -> tuple[np.ndarray, int]:
         >>> labels.tolist(), n
         ([[1, 1, 0, 2]], 2)
     """
-    foreground = np.isin(classes, instances.foreground)
-    labels = label_foreground(foreground, connectivity=instances.connectivity, min_size=instances.min_size)
+    labels = np.asarray(instances.decode_classes(classes), np.int32)
     return labels, int(labels.max(initial=0))
