@@ -2,9 +2,11 @@
 
 - :class:`OverlapTileInferer`: ``inferer(image, network)``, ``(B, C, *spatial)`` -> ``(B, K, *spatial)``.
 - :func:`infer_to_array`: streams a (memory-mapped) ``(C, *spatial)`` array into a preallocated one.
+- :class:`AutocastInferer`: one network call under the precision policy (:mod:`unetkit.precision`), for training.
 - :func:`plan_tiles`, :func:`mirror_index`, :func:`choose_tile`: the pieces, for tools and benchmarks.
 """
 
+from unetkit.inferers.autocast import AutocastInferer, autocast_forward
 from unetkit.inferers.engine import DEFAULT_GEOMETRY, network_geometry
 from unetkit.inferers.overlap_tile import (
     OverlapTileInferer,
@@ -27,6 +29,8 @@ from unetkit.inferers.tta import symmetries, tta_forward
 
 __all__ = [
     "OverlapTileInferer",
+    "AutocastInferer",
+    "autocast_forward",
     "overlap_tile_inference",
     "infer_to_array",
     "to_labels",

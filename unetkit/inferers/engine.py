@@ -6,12 +6,18 @@ runs the network and hands every kept output tile to a ``write(region, values)``
 the values go. On CUDA the batch is copied in through pinned memory and its result copied back without
 blocking, so the next batch is gathered while the device works; out-of-memory restarts the image with
 the next smaller tile.
+
+Precision and layout follow :mod:`unetkit.precision`: by default bfloat16 autocast where the hardware does it
+natively (float32 elsewhere) and channels-last weights and tiles on every device. ``exact=True`` takes the
+bit-exact path instead: float32, NCHW and, on the CPU, :class:`~unetkit.inferers.parity.KernelParity`, so
+that the tiles equal one whole-image pass bit for bit on this machine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -32,8 +38,10 @@ from unetkit.inferers.tiling import (
 )
 from unetkit.inferers.tta import Symmetry, tta_forward
 from unetkit.networks.geometry import UNetGeometry
+from unetkit.precision import check_precision, resolve_precision
 
-__all__ = ["Options", "options", "Runner", "run_tiles", "network_geometry", "DEFAULT_GEOMETRY"]
+__all__ = ["Options", "options", "Runner", "run_tiles", "network_geometry", "DEFAULT_GEOMETRY", "to_layout",
+           "channels_last_format"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +67,20 @@ class Options:
     geometry: UNetGeometry | None = None
     memory_budget: int | None = None
     channels_last: bool | None = None
+    precision: str = "auto"
+    exact: bool = False
+
+    @property
+    def precision_setting(self) -> str:
+        """``precision`` after the older switches: ``amp=False`` is ``"fp32"``, an ``amp_dtype`` its name."""
+        if not self.amp:
+            return "fp32"
+        if self.amp_dtype is not None:
+            return _AMP_NAMES[self.amp_dtype]
+        return self.precision
+
+
+_AMP_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def options(
@@ -71,6 +93,8 @@ def options(
     geometry=None,
     memory_budget=None,
     channels_last=None,
+    precision="auto",
+    exact=False,
 ) -> Options:
     """Check the settings before any work; each message names the argument, the value and the fix."""
     if tile is not None:
@@ -90,9 +114,24 @@ def options(
     if memory_budget is not None and (isinstance(memory_budget, bool) or memory_budget <= 0):
         raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
     if channels_last not in (None, True, False):
-        raise ValueError(f"channels_last must be None (CUDA only), True or False, got {channels_last!r}")
+        raise ValueError(f"channels_last must be None (the default: True unless exact), True or False, got {channels_last!r}")
+    check_precision(precision, exact=exact)
+    _check_precision_aliases(precision, exact, amp, amp_dtype, channels_last)
     device = None if device is None else torch.device(device)
-    return Options(tile, int(batch), device, bool(amp), amp_dtype, bool(tta), geometry, memory_budget, channels_last)
+    return Options(tile, int(batch), device, bool(amp), amp_dtype, bool(tta), geometry, memory_budget, channels_last,
+                   precision, bool(exact))
+
+
+def _check_precision_aliases(precision, exact, amp, amp_dtype, channels_last) -> None:
+    """``amp``/``amp_dtype`` (older switches) and ``channels_last`` must not contradict ``precision``/``exact``."""
+    if amp_dtype is not None and precision not in ("auto", _AMP_NAMES[amp_dtype]):
+        raise ValueError(f"amp_dtype={amp_dtype} contradicts precision={precision!r}: give precision alone")
+    if not amp and precision in ("bf16", "fp16"):
+        raise ValueError(f"amp=False (float32) contradicts precision={precision!r}: give precision alone")
+    if exact and amp and amp_dtype is not None:
+        raise ValueError(f"exact=True runs float32: drop amp_dtype={amp_dtype}")
+    if exact and channels_last:
+        raise ValueError("exact=True runs in NCHW layout (the bit-exact path): drop channels_last=True")
 
 
 def network_geometry(network: Callable, geometry: UNetGeometry | None = None) -> UNetGeometry:
@@ -121,24 +160,27 @@ def _first_parameter(network: Callable) -> torch.Tensor | None:
     return next(network.parameters(), None) if isinstance(network, nn.Module) else None
 
 
-def _to_layout(network: Callable, layout: torch.memory_format) -> None:
-    """Convert the network's weights to ``layout`` in place, as PyTorch's channels-last recipe does: with a
-    one-channel input only the weights can carry the layout. DDP-wrapped networks are left alone (their
-    gradient buckets are laid out for the original strides)."""
-    if isinstance(network, nn.Module) and not isinstance(network, nn.parallel.DistributedDataParallel):
+def to_layout(network: Callable, layout: torch.memory_format) -> None:
+    """Convert the network's 4D/5D weights to ``layout`` in place (when one is not in it already), as
+    PyTorch's channels-last recipe does: with a one-channel input only the weights can carry the layout.
+    The parameters stay the same objects (an optimizer holding them is unaffected). DDP-wrapped networks
+    are left alone (their gradient buckets are laid out for the original strides)."""
+    if not isinstance(network, nn.Module) or isinstance(network, nn.parallel.DistributedDataParallel):
+        return
+    if any(p.ndim in (4, 5) and not _in_layout(p, layout) for p in network.parameters()):
         network.to(memory_format=layout)
 
 
-def _autocast_dtype(device: torch.device, opts: Options) -> torch.dtype | None:
-    """None for float32. On CUDA bf16 where supported, else fp16; on the CPU only when asked for by
-    ``amp_dtype``: float32 is exact there and faster than bf16 on CPUs without AMX."""
-    if not opts.amp:
-        return None
-    if opts.amp_dtype is not None:
-        return opts.amp_dtype
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None
+def _in_layout(t: torch.Tensor, layout: torch.memory_format) -> bool:
+    if layout == torch.contiguous_format:
+        return t.is_contiguous()
+    rank = 4 if layout == torch.channels_last else 5
+    return t.ndim != rank or t.is_contiguous(memory_format=layout)
+
+
+def channels_last_format(spatial_dims: int) -> torch.memory_format:
+    """``torch.channels_last`` for 2D, ``torch.channels_last_3d`` for 3D."""
+    return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
 
 
 class Runner:
@@ -158,14 +200,39 @@ class Runner:
         self.geometry = network_geometry(network, opts.geometry)
         self.device = opts.device or (param.device if param is not None else torch.device(fallback_device))
         self.dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-        self.autocast = _autocast_dtype(self.device, opts)
+        self.autocast, self.reason = resolve_precision(opts.precision_setting, self.device, exact=opts.exact)
         self.layout = torch.contiguous_format
-        if opts.channels_last if opts.channels_last is not None else self.device.type == "cuda":
-            self.layout = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
-            _to_layout(network, self.layout)
+        if opts.channels_last if opts.channels_last is not None else not opts.exact:
+            self.layout = channels_last_format(spatial_dims)
+            to_layout(network, self.layout)
+        elif opts.exact:
+            to_layout(network, torch.contiguous_format)
+        if self.autocast is not None and opts.precision_setting == "auto":
+            self._guard()
         self.pinned = self.device.type == "cuda"
-        exact = self.device.type == "cpu" and self.autocast is None and self.dtype == torch.float32
+        exact = opts.exact and self.device.type == "cpu" and self.dtype == torch.float32
         self.parity = KernelParity(network) if exact else None
+        logger.debug("%s, %s%s", self.reason, "channels-last" if self.layout != torch.contiguous_format else "NCHW",
+                     ", kernels of the whole-image pass" if exact else "")
+
+    def _guard(self) -> None:
+        """``"auto"``: keep float32 for a network whose reduced-precision labels stray (:mod:`unetkit.inferers.guard`)."""
+        from unetkit.inferers.guard import guard_shape, measure_agreement
+
+        if not isinstance(self.network, nn.Module) or self.spatial_dims not in (2, 3):
+            return
+        args, kwargs = self.call_args
+        try:
+            agreement = measure_agreement(
+                self.network, self.autocast, guard_shape(self.geometry, self.spatial_dims), device=self.device,
+                layout=self.layout, forward=lambda t: self.network(t, *args, **kwargs),
+            )  # fmt: skip
+        except torch.cuda.OutOfMemoryError:  # the test tile does not fit: the tiles will be smaller
+            logger.info("no room for the precision check's test tile on %s: %s kept", self.device, self.reason)
+            return
+        if not agreement.ok:
+            self.autocast, self.reason = None, f"float32: {agreement.describe()}, below 99.9 %"
+            _warn_once(self.network, "precision auto runs this network in %s", self.reason)
 
     def tile_for(self, shape: Sequence[int]) -> int | tuple[int, ...]:
         if self.opts.tile is not None:
@@ -178,7 +245,7 @@ class Runner:
         return choose_tile(shape, self.geometry, bytes_per_pixel=bpp, budget=budget, batch=self.opts.batch)
 
     def forward(self, x: torch.Tensor, whole: tuple[int, ...]) -> torch.Tensor:
-        """Network outputs for a batch of tiles on the device, float32 (log-probabilities with TTA).
+        """Network outputs for a batch of tiles on the device, cast to float32 (log-probabilities with TTA).
 
         ``whole`` is the input shape ``(1, C, *spatial)`` of the whole-image pass the tiles stand in for.
         """
@@ -204,6 +271,15 @@ class Runner:
             buf[j] = tile if preprocess is None else preprocess(tile)
         x = host.to(self.device, dtype=self.dtype, non_blocking=True)
         return x.contiguous(memory_format=self.layout)
+
+
+_warned: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+
+
+def _warn_once(network: nn.Module, message: str, *args) -> None:
+    if network not in _warned:
+        _warned.add(network)
+        logger.warning(message, *args)
 
 
 def _to_host(y: torch.Tensor) -> tuple[torch.Tensor, Any]:
@@ -292,7 +368,7 @@ def run_tiles(source, runner: Runner, write, preprocess=None, postprocess=None, 
             if smaller is None:
                 raise UnetkitError(
                     f"out of memory on {runner.device} even with {plan.tile} tiles in batches of {runner.opts.batch}",
-                    fix="use batch=1, amp=True, or free the device's memory",
+                    fix="use batch=1, precision bf16, or free the device's memory",
                 ) from None
             logger.warning("out of memory with %s tiles on %s; retrying with %s", plan.tile, runner.device, smaller)
             if runner.device.type == "cuda":

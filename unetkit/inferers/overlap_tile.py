@@ -19,12 +19,15 @@ Same-padding networks (``padding="same"``, or networks without a ``geometry`` su
 ``BasicUNet``) are tiled the same way with a halo (:func:`~unetkit.inferers.tiling.tile_halo`): tiles
 overlap and only their centres are kept.
 
-On a GPU the tiles run under autocast (bfloat16 where supported, else float16), in channels-last
-layout, copied through pinned memory without blocking; the next batch is prepared while the previous
-one runs, and the stitched output stays in host memory. The same code runs on the CPU, where it stays
-in float32 and NCHW by default so that tiles equal the whole-image pass bit for bit (see
-:mod:`unetkit.inferers.parity`); ``channels_last=True`` is faster there and equals a channels-last
-whole-image pass instead (the two layouts round differently, ~3e-6 of the largest logit).
+Precision and layout (:mod:`unetkit.precision`): by default the tiles run in channels-last layout on every
+device, under bfloat16 autocast where the hardware computes it natively (CPUs with AVX512-BF16/AMX or ARM
+BF16, CUDA GPUs from Ampere on) and in float32 elsewhere; logits are cast to float32 before softmax or
+argmax. The result has no seams either way; it differs from one whole-image pass by rounding only (float32
+channels-last: ~1e-6 of the largest logit; bfloat16: labels agree on ~99.99 % of pixels). ``exact=True``
+takes the bit-exact path: float32, NCHW and the whole image's CPU kernels
+(:mod:`unetkit.inferers.parity`), equal to one whole-image pass bit for bit on this machine. On a GPU
+tiles are copied through pinned memory without blocking; the next batch is prepared while the previous
+one runs, and the stitched output stays in host memory.
 """
 
 from __future__ import annotations
@@ -84,12 +87,14 @@ def infer_to_array(
     tile: int | Sequence[int] | None = None,
     batch: int = 1,
     device: str | torch.device | None = None,
-    amp: bool = True,
-    amp_dtype: torch.dtype | None = None,
+    precision: str = "auto",
+    exact: bool = False,
     tta: bool = False,
     geometry: UNetGeometry | None = None,
     memory_budget: int | None = None,
     channels_last: bool | None = None,
+    amp: bool = True,
+    amp_dtype: torch.dtype | None = None,
     preprocess: PreProcess | None = None,
     postprocess: PostProcess | None = None,
     progress: Progress | None = None,
@@ -113,13 +118,18 @@ def infer_to_array(
             image runs as one 700 tile). Invalid sizes raise ``ValueError`` naming the nearest valid.
         batch: tiles per forward pass.
         device: where the network runs; default the network's device.
-        amp: autocast on CUDA (bfloat16 where supported, else float16). On the CPU only with ``amp_dtype``.
-        amp_dtype: force this autocast dtype on any device, the CPU included.
+        precision: ``"auto"`` (bfloat16 autocast where the hardware does it natively, else float32),
+            ``"fp32"``, ``"bf16"`` or ``"fp16"``: see :func:`unetkit.precision.resolve_precision`.
+        exact: the bit-exact path: float32, NCHW, and on the CPU the whole image's kernels, so that the
+            result equals one whole-image pass bit for bit on this machine (slower: ~1.4x in float32,
+            ~3x against bfloat16 on a CPU that has it).
         tta: average over 8 flips/rotations (:mod:`unetkit.inferers.tta`); outputs become log-probabilities.
         geometry: the network's tile rules, for networks without a ``geometry`` attribute.
         memory_budget: bytes for activations when choosing the tile; default from the device.
-        channels_last: run in channels-last layout, converting the network's weights in place; default on
-            CUDA only (on the CPU it is faster but no longer bit-identical to an NCHW whole-image pass).
+        channels_last: channels-last layout, the network's weights converted in place; default True unless
+            ``exact`` (which converts them back to NCHW).
+        amp: older switch: ``False`` is ``precision="fp32"``.
+        amp_dtype: older switch: ``torch.bfloat16`` is ``precision="bf16"``, ``torch.float16`` ``"fp16"``.
         preprocess: pixel-wise function applied to each gathered tile ``(C, *tile)`` on the host (e.g.
             intensity scaling with precomputed percentiles).
         postprocess: function applied on the device to each batch of kept outputs ``(N, K, *region)``,
@@ -143,7 +153,8 @@ def infer_to_array(
         ((220, 236), 1)
     """
     inferer = OverlapTileInferer(tile, batch, amp, tta, device=device, amp_dtype=amp_dtype, geometry=geometry,
-                                 memory_budget=memory_budget, channels_last=channels_last)
+                                 memory_budget=memory_budget, channels_last=channels_last, precision=precision,
+                                 exact=exact)
     return inferer.infer_array(source, network, out, preprocess=preprocess, postprocess=postprocess, progress=progress)
 
 
@@ -167,7 +178,7 @@ def overlap_tile_inference(
 
     The output has the input's spatial size, is float32 and lives in host memory (a MetaTensor keeps the
     input's metadata). ``settings`` are those of :func:`infer_to_array` (``tile``, ``batch``, ``device``,
-    ``amp``, ``amp_dtype``, ``tta``, ``geometry``, ``memory_budget``, ``channels_last``).
+    ``precision``, ``exact``, ``tta``, ``geometry``, ``memory_budget``, ``channels_last``, ``amp``, ``amp_dtype``).
 
     Examples:
         >>> from unetkit.networks import UNet
@@ -208,9 +219,9 @@ def _tensor_inference(inputs, network, opts: Options, progress, call_args) -> to
 class OverlapTileInferer(Inferer):
     """The paper's overlap-tile strategy as a MONAI ``Inferer``, for valid (and same) padding U-Nets.
 
-    ``inferer(image, network)`` maps ``(B, C, H, W[, D])`` to logits ``(B, classes, H, W[, D])`` of the same
-    spatial size, equal to one whole-image pass over the mirror-extended image (float32 on the CPU: within
-    1e-6 of the largest logit), for any image size. The class holds the settings;
+    ``inferer(image, network)`` maps ``(B, C, H, W[, D])`` to float32 logits ``(B, classes, H, W[, D])`` of the
+    same spatial size, equal to one whole-image pass over the mirror-extended image up to rounding (bit for
+    bit with ``exact=True``), for any image size. The class holds the settings;
     :func:`overlap_tile_inference` does the work, and :func:`infer_to_array` streams arrays too large
     for memory.
 
@@ -218,13 +229,16 @@ class OverlapTileInferer(Inferer):
         tile: largest input tile edge, an int or one per axis (572: 572 in, 388 out); ``None`` chooses the
             largest that fits the memory budget. Invalid sizes raise ``ValueError`` naming the nearest.
         batch: tiles per forward pass.
-        amp: autocast on CUDA (bfloat16 where supported, else float16); ``False`` for float32.
+        amp: older switch: ``False`` is ``precision="fp32"``.
         tta: average softmax probabilities over 8 flips/rotations (log-probabilities out).
         device: where the network runs; default the network's own device.
-        amp_dtype: force this autocast dtype, also on the CPU.
+        amp_dtype: older switch: ``torch.bfloat16`` is ``precision="bf16"``, ``torch.float16`` ``"fp16"``.
         geometry: tile rules for networks without a ``geometry`` attribute (default: same padding, 4 poolings).
         memory_budget: bytes for activations when ``tile`` is ``None``.
-        channels_last: channels-last layout (weights converted in place); default on CUDA only.
+        channels_last: channels-last layout (weights converted in place); default True unless ``exact``.
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (:func:`unetkit.precision.resolve_precision`).
+        exact: float32, NCHW and the whole image's CPU kernels: equal to one whole-image pass bit for bit on
+            this machine.
         progress: ``progress(done_tiles, total_tiles)``, called after each batch.
 
     Examples:
@@ -250,11 +264,14 @@ class OverlapTileInferer(Inferer):
         geometry: UNetGeometry | None = None,
         memory_budget: int | None = None,
         channels_last: bool | None = None,
+        precision: str = "auto",
+        exact: bool = False,
         progress: Progress | None = None,
     ):
         Inferer.__init__(self)
         # Checked now; tile sizes against the network's geometry at the call (unless geometry is given).
-        self.options = options(tile, batch, device, amp, amp_dtype, tta, geometry, memory_budget, channels_last)
+        self.options = options(tile, batch, device, amp, amp_dtype, tta, geometry, memory_budget, channels_last,
+                               precision, exact)
         self.progress = progress
 
     def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
