@@ -232,3 +232,39 @@ def test_the_3d_recipe_trains_on_its_own_demo_data_with_no_set_but_the_width(tmp
     result = train_bundle(BUNDLE.parent / "spleen_ct_3d", data=data, output=tmp_path / "s", steps=2,
                           overrides={"network_def::features": [2, 4, 8, 16], "num_workers": 0, "val_interval": 2})
     assert (tmp_path / "s" / "models" / "model.pt").is_file() and "val_dice" in result.metrics
+
+
+def test_the_model_is_the_best_validation_and_the_last_is_kept_in_checkpoints(tmp_path):
+    from ignite.engine import Engine, Events
+
+    from unetkit.training.handlers import StepCheckpointer
+
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    scores = iter([0.3, 0.8, 0.5])
+    validator = Engine(lambda e, b: None)
+    validator.add_event_handler(Events.COMPLETED, lambda e: e.state.metrics.update(val_seg=next(scores)))
+
+    def step(engine, batch):
+        with torch.no_grad():
+            net.weight.add_(1.0)  # every step changes the weights
+        if engine.state.iteration % 2 == 0:
+            validator.run([0])
+        return 0.0
+
+    trainer = Engine(step)
+    ckpt = StepCheckpointer(tmp_path / "ckpt", net, opt, interval=2, final_model=tmp_path / "models" / "model.pt",
+                            validator=validator, best_metric="val_seg")
+    ckpt.attach(trainer)
+    trainer.run([0] * 6, max_epochs=1)
+    best = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    last = torch.load(tmp_path / "ckpt" / "ckpt_step_6.pt", weights_only=True)["network"]
+    assert json.loads((tmp_path / "models" / "best.json").read_text()) == {"metric": "val_seg", "value": 0.8, "step": 4}
+    assert not torch.equal(best["weight"], last["weight"]) and torch.equal(best["weight"] + 2, last["weight"])
+
+
+def test_the_loss_is_logged_every_percent_of_the_steps(tmp_path, demo):
+    out = tmp_path / "o"
+    _train(out, demo, steps=4, overrides={"val_interval": 4})
+    rows = list(csv.DictReader(open(out / "loss.csv")))
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"] and (out / "training_curves.png").is_file()

@@ -83,8 +83,9 @@ def _root(
 
 def _register() -> None:
     # One module per command group (Typer's own layout); imported here so `unetkit --help` lists them all.
-    from unetkit.cli import bundle, data, doctor, evaluate, infer, info, train
+    from unetkit.cli import bundle, data, doctor, evaluate, infer, info, plan, train
 
+    app.command("plan")(plan.plan)
     app.command("train")(train.train)
     app.command("infer")(infer.infer)
     app.command("evaluate")(evaluate.evaluate)

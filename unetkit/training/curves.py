@@ -18,7 +18,13 @@ def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike) -> Pat
         rows = list(csv.DictReader(f))
     steps = [int(r["step"]) for r in rows]
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    ax_loss.plot(steps, [float(r["loss"]) for r in rows], marker="o")
+    loss_csv = Path(csv_path).with_name("loss.csv")  # the loss every 1 % of the steps, where it was logged
+    if loss_csv.is_file():
+        with open(loss_csv, newline="") as f:
+            dense = list(csv.DictReader(f))
+        ax_loss.plot([int(r["step"]) for r in dense], [float(r["loss"]) for r in dense], lw=1)
+    else:
+        ax_loss.plot(steps, [float(r["loss"]) for r in rows], marker="o")
     ax_loss.set(xlabel="step", ylabel="training loss (weighted CE)", title="loss")
     for key in [k for k in (rows[0] if rows else {}) if k.startswith("val_")]:
         ax_val.plot(steps, [float(r[key]) for r in rows], marker="o", label=key)

@@ -10,6 +10,7 @@ the main process (rank 0) writes files.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
@@ -159,33 +160,68 @@ def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
 
 
 class StepCheckpointer:
-    """Write ``ckpt_step_<k>.pt`` every ``interval`` steps and at the end, and the final weights.
+    """Write ``ckpt_step_<k>.pt`` every ``interval`` steps and at the end, and the model's weights.
 
     A checkpoint holds the network and optimizer state, the step and the RNG states, which with
-    :class:`~unetkit.training.StepDataset` is all a resume needs to continue bit for bit (on CPU). At the
-    end of training the network's state dict goes to ``final_model`` (a bundle's ``models/model.pt``),
-    loadable with ``torch.load(..., weights_only=True)``.
+    :class:`~unetkit.training.StepDataset` is all a resume needs to continue bit for bit (on CPU). The
+    network's state dict goes to ``final_model`` (a bundle's ``models/model.pt``), loadable with
+    ``torch.load(..., weights_only=True)``: with a ``validator`` and a ``best_metric``, the weights that
+    scored best at a validation (recorded beside them in ``best.json``, restored on resume), else the
+    weights at the end. The last weights are always in the last checkpoint.
 
     Args:
         save_dir: folder for the checkpoints.
         network: the network (DDP-wrapped or not).
         optimizer: its optimizer.
         interval: steps between checkpoints.
-        final_model: path of the final weights, or None.
+        final_model: path of the model's weights, or None.
         keep: how many checkpoints to keep (older ones are removed); 0 keeps all.
+        validator: the evaluator whose metrics choose the best weights, or None.
+        best_metric: the metric (higher is better) that does, e.g. ``"val_seg"``.
     """
 
-    def __init__(self, save_dir, network, optimizer, interval: int, final_model=None, keep: int = 3):
+    def __init__(self, save_dir, network, optimizer, interval: int, final_model=None, keep: int = 3,
+                 validator=None, best_metric: str | None = None):
         self.save_dir = Path(save_dir)
         self.network = network
         self.optimizer = optimizer
         self.interval = int(interval)
         self.final_model = None if final_model is None else Path(final_model)
         self.keep = int(keep)
+        self.validator = validator
+        self.best_metric = best_metric
+        self.best: dict | None = None
+        self._trainer: Engine | None = None
+
+    @property
+    def best_path(self) -> Path | None:
+        return None if self.final_model is None else self.final_model.with_name("best.json")
 
     def attach(self, engine: Engine) -> None:
+        self._trainer = engine
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.save)
         engine.add_event_handler(Events.COMPLETED, self._at_end)
+        if self.validator is not None and self.best_metric and self.final_model is not None:
+            engine.add_event_handler(Events.STARTED, self._started)
+            self.validator.add_event_handler(Events.COMPLETED, self._validated)
+
+    def _started(self, engine: Engine) -> None:
+        path = self.best_path
+        if engine.state.iteration > 0 and path.is_file():  # a resumed run competes with the best so far
+            self.best = json.loads(path.read_text())
+        elif engine.state.iteration == 0 and is_main_process():
+            path.unlink(missing_ok=True)
+
+    def _validated(self, validator: Engine) -> None:
+        value = validator.state.metrics.get(self.best_metric)
+        if value is None or not is_main_process() or self._trainer is None:
+            return
+        value = float(value)
+        if self.best is None or value > self.best["value"]:
+            self.best = {"metric": self.best_metric, "value": value, "step": self._trainer.state.iteration}
+            self.final_model.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_torch_save(_bare(self.network).state_dict(), self.final_model)
+            self.best_path.write_text(json.dumps(self.best) + "\n")
 
     def state(self, engine: Engine) -> dict:
         return {
@@ -210,7 +246,7 @@ class StepCheckpointer:
     def _at_end(self, engine: Engine) -> None:
         if engine.state.iteration % self.interval:
             self.save(engine)
-        if self.final_model is not None and is_main_process():
+        if self.final_model is not None and is_main_process() and self.best is None:
             self.final_model.parent.mkdir(parents=True, exist_ok=True)
             _atomic_torch_save(_bare(self.network).state_dict(), self.final_model)
 
@@ -228,17 +264,22 @@ class MetricsLogger:
     """After each validation, add a row to ``metrics.csv`` and redraw ``training_curves.png``.
 
     Columns: ``step`` (training step), ``loss`` (mean training loss since the previous row), then one column
-    per validation metric (``val_iou``, ``val_seg``, ...). A resumed run appends to the table.
+    per validation metric (``val_iou``, ``val_seg``, ...). A resumed run appends to the table. The training
+    loss alone also goes to ``loss.csv`` every 1 % of ``max_steps`` (mean over those steps), so the curve has
+    a hundred points whatever the validation interval.
 
     Args:
-        output_dir: where ``metrics.csv`` and ``training_curves.png`` go.
+        output_dir: where ``metrics.csv``, ``loss.csv`` and ``training_curves.png`` go.
         validator: the evaluator whose ``state.metrics`` to record (the same one :class:`ValidateEvery` runs).
+        max_steps: the run's steps (for the loss interval); None logs the loss with the validations only.
     """
 
-    def __init__(self, output_dir, validator):
+    def __init__(self, output_dir, validator, max_steps: int | None = None):
         self.output_dir = Path(output_dir)
         self.validator = validator
+        self.loss_interval = None if not max_steps else max(1, int(max_steps) // 100)
         self._losses: list[float] = []
+        self._recent: list[float] = []
         self._trainer: Engine | None = None
 
     @property
@@ -248,12 +289,27 @@ class MetricsLogger:
     def attach(self, engine: Engine) -> None:
         self._trainer = engine
         engine.add_event_handler(Events.STARTED, self._started)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: self._losses.append(_loss(e)))
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._step)
         self.validator.add_event_handler(Events.COMPLETED, self._row)
 
     def _started(self, engine: Engine) -> None:
         if is_main_process() and engine.state.iteration == 0:
             self.csv_path.unlink(missing_ok=True)  # a fresh run starts a fresh table
+            (self.output_dir / "loss.csv").unlink(missing_ok=True)
+
+    def _step(self, engine: Engine) -> None:
+        loss = _loss(engine)
+        self._losses.append(loss)
+        self._recent.append(loss)
+        if self.loss_interval and engine.state.iteration % self.loss_interval == 0 and is_main_process():
+            path = self.output_dir / "loss.csv"
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            new = not path.exists()
+            with open(path, "a", newline="") as f:
+                if new:
+                    f.write("step,loss\n")
+                f.write(f"{engine.state.iteration},{sum(self._recent) / len(self._recent)}\n")
+            self._recent.clear()
 
     def _row(self, validator: Engine) -> None:
         if not is_main_process() or self._trainer is None:

@@ -34,7 +34,7 @@ __all__ = ["train_bundle", "TrainResult"]
 logger = logging.getLogger(__name__)
 
 # Results of a run; never copied from a source bundle into a fresh output.
-_RUN_OUTPUTS = ("models", "checkpoints", "metrics.csv", "training_curves.png", "run_info.json", "eval",
+_RUN_OUTPUTS = ("models", "checkpoints", "metrics.csv", "loss.csv", "training_curves.png", "run_info.json", "eval", "plan.json",
                 "MANIFEST.sha256")  # a packed bundle's manifest describes the old files, not the trained ones
 
 
@@ -60,6 +60,7 @@ def train_bundle(
     overwrite: bool = False,
     overrides: Mapping[str, Any] | None = None,
     seed: int | None = None,
+    use_plan: bool = True,
     progress: Callable[..., None] | None = None,
     trust: bool = False,
     nproc: int = 1,
@@ -83,6 +84,8 @@ def train_bundle(
         overwrite: start afresh even if ``output`` holds checkpoints of an earlier run (they are removed).
         overrides: config overrides, MONAI ids to values (``{"network_def::features": [16, 32, 64]}``).
         seed: the run's seed (the config's ``seed``).
+        use_plan: measure the training data first and adapt the recipe to it (:mod:`unetkit.plan`; recorded
+            in ``plan.json``); ``overrides`` win over the plan. False keeps the bundle exactly as written.
         progress: called as ``progress(step=, total=, loss=, metrics=)`` after each step and validation.
         trust: skip the safety scan of the bundle's configs.
         nproc: processes on this machine (one per GPU; on the CPU, gloo ranks). With ``nproc * nnodes > 1``
@@ -133,7 +136,15 @@ def train_bundle(
         steps = epochs * _steps_per_epoch({**configs.get("common.json", {}), **train_cfg}, dataset_dir)
     if steps is not None:
         apply_overrides({"train.json": train_cfg}, {"max_steps": steps})
+    plan = None
+    if use_plan:
+        from unetkit.plan import plan_bundle
+
+        plan = plan_bundle(configs, dataset_dir, overridden=persistent)
+        apply_overrides(configs, plan.settings)
     _write_bundle(src, out, configs)
+    if plan is not None:
+        plan.write(out / "plan.json")
 
     runtime = {"bundle_root": str(out), "dataset_dir": str(dataset_dir)}
     if device not in (None, "auto"):

@@ -1,0 +1,86 @@
+"""The plan: a fingerprint of literal label images, the settings derived from it, and training that records it."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+from unetkit.cli.app import app
+from unetkit.data import make_demo
+from unetkit.plan import fingerprint, plan_settings
+from unetkit.plan.fingerprint import object_stats
+
+
+def _pair(tmp_path, name, labels):
+    image = (labels > 0).astype(np.uint8) * 200 + 20
+    tifffile.imwrite(tmp_path / f"{name}.tif", image)
+    tifffile.imwrite(tmp_path / f"{name}_seg.tif", labels.astype(np.uint16))
+    return {"image": str(tmp_path / f"{name}.tif"), "label": str(tmp_path / f"{name}_seg.tif")}
+
+
+def test_object_diameter_and_touching_of_literal_squares():
+    labels = np.zeros((50, 60), np.uint16)
+    labels[2:12, 2:12] = 1     # 10 x 10, touches 2 along a face
+    labels[2:12, 12:22] = 2
+    labels[30:40, 30:40] = 3   # alone
+    labels[30:40, 41:51] = 4   # one pixel of background from 3: not touching
+    stats = object_stats(labels)
+    assert stats["count"] == 4 and stats["touching"] == 2
+    np.testing.assert_allclose(stats["diameters"], 2 * np.sqrt(100 / np.pi))
+
+
+def test_a_3d_ball_has_its_diameter():
+    z, y, x = np.mgrid[:21, :21, :21]
+    ball = ((z - 10) ** 2 + (y - 10) ** 2 + (x - 10) ** 2 <= 36).astype(np.uint8)
+    assert object_stats(ball)["diameters"] == pytest.approx([12.0], rel=0.05)
+
+
+def test_fingerprint_pools_the_objects_of_every_item(tmp_path):
+    a = np.zeros((40, 40), np.uint16)
+    a[5:15, 5:15], a[5:15, 15:25] = 1, 2
+    b = np.zeros((40, 44), np.uint16)
+    b[10:30, 10:30] = 7
+    fp = fingerprint([_pair(tmp_path, "a", a), _pair(tmp_path, "b", b)])
+    assert fp["objects"] == 3 and fp["touching_fraction"] == pytest.approx(2 / 3, abs=1e-3)
+    assert fp["sizes"] == [(40, 40), (40, 44)] and fp["annotated"] == 2
+    assert fp["diameter"]["median"] == pytest.approx(2 * np.sqrt(100 / np.pi))
+
+
+def test_settings_follow_the_objects_and_the_image_size():
+    def fp(median, p5):
+        return {"diameter": {"median": median, "p5": p5, "p95": median * 1.5}, "sizes": [(128, 160)]}
+
+    small, _ = plan_settings(fp(8.0, 5.0), tile=[572, 572], max_steps=400, valid_size=lambda n: n, margin=92)
+    large, _ = plan_settings(fp(60.0, 40.0), tile=[572, 572], max_steps=400, valid_size=lambda n: n, margin=92)
+    assert small["weight_map#sigma"] == 2.0 and large["weight_map#sigma"] == 10.0  # clipped to 2..10
+    assert small["decode#min_size"] < large["decode#min_size"]
+    assert small["tile"] == [312, 344] and small["val_interval"] == 40
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return make_demo(tmp_path_factory.mktemp("demo"), seed=1, frames=2, shape=(96, 112))
+
+
+def test_unetkit_plan_prints_the_diameter_and_writes_plan_json(demo, tmp_path):
+    r = CliRunner().invoke(app, ["plan", str(demo), "-o", str(tmp_path / "plan.json")], env={"COLUMNS": "120"})
+    assert r.exit_code == 0, r.output
+    assert "object diameter" in r.output and "weight_map::sigma" in r.output
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["fingerprint"]["objects"] > 0 and "weight_map::sigma" in plan["settings"]
+
+
+def test_training_applies_the_plan_records_it_and_set_wins(demo, tmp_path):
+    from unetkit.training import train_bundle
+
+    small = {"network_def::features": [4, 8, 16, 32, 64], "num_workers": 0, "weight_map::sigma": 3.0}
+    train_bundle("bundles/phc_u373", data=demo, output=tmp_path / "o", steps=2, overrides=small)
+    plan = json.loads((tmp_path / "o" / "plan.json").read_text())
+    train = json.loads((tmp_path / "o" / "configs" / "train.json").read_text())
+    assert plan["overridden"] == ["weight_map::sigma"] and train["weight_map"]["sigma"] == 3.0
+    assert train["val_interval"] == plan["settings"]["val_interval"] == 1
+    train_bundle("bundles/phc_u373", data=demo, output=tmp_path / "raw", steps=2, overrides=small, use_plan=False)
+    assert not (tmp_path / "raw" / "plan.json").exists()
+    assert json.loads((tmp_path / "raw" / "configs" / "train.json").read_text())["val_interval"] == 500

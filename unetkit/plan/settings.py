@@ -1,0 +1,145 @@
+"""Settings from a fingerprint: what a recipe should change for this data, and why.
+
+The rules are few and each follows one measured fact (nnU-Net's approach, for the paper's network):
+
+- ``weight_map#sigma``: the weight map's border term (Ronneberger et al., eq. 2) reaches about ``2 sigma``
+  into the gap between cells; the paper's 5 px suits its ~50 px cells. It is scaled to a quarter of the
+  median object diameter, 2 to 10 px, so small nuclei get a narrow border and large cells a wide one.
+- ``decode#min_size``: objects smaller than a quarter of the 5th-percentile object's area are specks, not
+  cells (the decoder drops them).
+- ``tile``: no larger than the largest image plus the network's margin needs (a larger training tile is
+  mirrored padding, computed for nothing).
+- ``val_interval``: ten validations per run, so the best weights can be kept and a curve drawn.
+
+Examples:
+    >>> fp = {"diameter": {"median": 18.0, "p5": 11.0, "p95": 26.0}, "sizes": [(256, 320)]}
+    >>> settings, why = plan_settings(fp, tile=[572, 572], max_steps=200, valid_size=lambda n: n + (-n % 16) + 4)
+    >>> settings["weight_map#sigma"], settings["decode#min_size"], settings["val_interval"], settings["tile"]
+    (4.5, 24, 20, [452, 516])
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from unetkit.bundle.config import get_key
+from unetkit.errors import DataError
+from unetkit.plan.fingerprint import fingerprint
+
+__all__ = ["Plan", "plan_settings", "plan_bundle"]
+
+
+@dataclass
+class Plan:
+    """What the data measured (``fingerprint``), the settings chosen (``settings``: MONAI ids -> values) and
+    why (``reasons``: id -> one line); ``overridden``: ids the user set with ``--set``, which win."""
+
+    fingerprint: dict
+    settings: dict = field(default_factory=dict)
+    reasons: dict = field(default_factory=dict)
+    overridden: list = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps({"fingerprint": self.fingerprint, "settings": self.settings, "reasons": self.reasons,
+                           "overridden": self.overridden}, indent=2, default=list) + "\n"
+
+    def write(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(self.to_json())
+        os.replace(tmp, path)
+        return path
+
+
+def plan_settings(fp: Mapping, *, tile, max_steps: int, valid_size: Callable[[int], int],
+                  margin: int = 92) -> tuple[dict, dict]:
+    """``(settings, reasons)`` for a fingerprint; see the module docstring for the rules."""
+    d = fp["diameter"]
+    settings: dict[str, Any] = {}
+    reasons: dict[str, str] = {}
+    if d["median"] > 0:
+        sigma = min(10.0, max(2.0, round(d["median"] / 4 * 2) / 2))
+        settings["weight_map#sigma"] = sigma
+        reasons["weight_map#sigma"] = f"a quarter of the median object diameter ({d['median']:.1f} px), 2..10"
+        min_size = max(1, int(round(0.25 * math.pi * (d["p5"] / 2) ** 2)))
+        settings["decode#min_size"] = min_size
+        reasons["decode#min_size"] = f"a quarter of the area of the 5th-percentile object ({d['p5']:.1f} px across)"
+    sizes = fp.get("sizes") or []
+    if sizes and isinstance(tile, (list, tuple)) and all(len(s) == len(tile) for s in sizes):
+        need = [max(s[i] for s in sizes) + 2 * margin for i in range(len(tile))]
+        planned = [min(int(t), valid_size(n)) for t, n in zip(tile, need)]
+        if planned != list(tile):
+            settings["tile"] = planned
+            reasons["tile"] = f"the largest image ({'x'.join(map(str, need))} with the margin) needs no more"
+    settings["val_interval"] = max(1, int(max_steps) // 10)
+    reasons["val_interval"] = f"ten validations in {max_steps} steps, to keep the best weights"
+    return settings, reasons
+
+
+def _data_list(configs: Mapping[str, dict], data: Path, key: str) -> list[dict]:
+    from monai.bundle import ConfigParser
+
+    from unetkit.errors import find_user_error
+
+    merged = {**copy.deepcopy(configs.get("common.json", {})), **copy.deepcopy(configs["train.json"])}
+    parser = ConfigParser(merged)
+    parser["dataset_dir"] = str(data)
+    parser["bundle_root"] = "."
+    try:
+        return [dict(i) for i in parser.get_parsed_content(key)]
+    except Exception as e:
+        mine = find_user_error(e)
+        raise (mine or DataError(f"the bundle's {key} could not be built from this folder: {e}", path=data)) from None
+
+
+def _unannotated(items: list[dict]) -> int:
+    from unetkit.io import READ_SUFFIXES
+
+    folders = {Path(i["image"]).parent for i in items if "frame" not in i}
+    total = sum(1 for f in folders for p in f.iterdir() if p.name.lower().endswith(READ_SUFFIXES))
+    return max(0, total - sum(1 for i in items if "frame" not in i))
+
+
+def plan_bundle(configs: Mapping[str, dict], data: str | os.PathLike, *, max_steps: int | None = None,
+                overridden: Mapping[str, Any] | None = None) -> Plan:
+    """Fingerprint the bundle's training data list at ``data`` and choose settings for it.
+
+    Args:
+        configs: the bundle's configs by file name (``common.json``, ``train.json``), as they will be run.
+        data: the data set folder.
+        max_steps: the run's steps (default: the config's ``max_steps``).
+        overridden: the user's ``--set`` overrides: planned settings they name are left to them.
+    """
+    import torch
+    from monai.bundle import ConfigParser
+
+    data = Path(data)
+    items = _data_list(configs, data, "train#datalist")
+    fp = fingerprint(items, unannotated=_unannotated(items))
+    common = ConfigParser(copy.deepcopy(configs.get("common.json", configs["train.json"])))
+    common["bundle_root"] = "."
+    with torch.device("meta"):
+        net = common.get_parsed_content("network_def")
+    geometry = getattr(net, "geometry", None)
+    tile = common["tile"] if "tile" in common else None
+    steps = int(max_steps if max_steps is not None else configs["train.json"].get("max_steps", 1000))
+    settings, reasons = plan_settings(
+        fp, tile=tile, max_steps=steps, margin=getattr(geometry, "margin", 0),
+        valid_size=(lambda n: geometry.next_valid_size(n)) if geometry is not None else (lambda n: n),
+    )
+    settings = {k.replace("#", "::"): v for k, v in settings.items()}
+    reasons = {k.replace("#", "::"): v for k, v in reasons.items()}
+    merged = {**configs.get("common.json", {}), **configs["train.json"]}
+    missing = object()
+    settings = {k: v for k, v in settings.items() if get_key(merged, k, missing) is not missing}  # ids this recipe has
+    mine = {m.replace("#", "::") for m in (overridden or {})}
+    taken = sorted(k for k in settings if k in mine)
+    for k in taken:
+        settings.pop(k)
+    return Plan(fp, settings, {k: v for k, v in reasons.items() if k in settings}, taken)
