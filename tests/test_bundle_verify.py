@@ -1,4 +1,5 @@
-"""``verify_bundle``: checksums, metadata schema, safety scan, strict weights, forward pass at declared shapes."""
+"""``verify_bundle``: checksums, metadata schema, safety scan, strict weights, forward pass at declared shapes,
+bfloat16 against float32 labels."""
 
 import json
 import shutil
@@ -37,7 +38,7 @@ def _detail(checks, name) -> str:
 def test_a_fresh_pack_passes_every_check(bundle, tmp_path):
     checks = verify_bundle(pack_bundle(bundle, tmp_path / "b.zip"))
     assert _status(checks) == {"checksums": "pass", "metadata": "pass", "safety scan": "pass", "weights": "pass",
-                               "forward pass": "pass", "docs": "pass"}
+                               "forward pass": "pass", "precision": "warn", "docs": "pass"}
     assert "8 files match MANIFEST.sha256" in _detail(checks, "checksums")
     assert _detail(checks, "forward pass") == "image (1, 1, 572, 572) float32 -> pred (1, 2, 388, 388) float32"
 
@@ -176,3 +177,53 @@ def test_the_schema_holds_the_specifications_mandatory_keys():
     assert set(tensor) == {"type", "format", "num_channels", "spatial_shape", "dtype", "value_range",
                            "is_patch_data", "channel_def"}
     assert json.loads(SCHEMA.read_text()) == schema
+
+
+def test_a_tiny_random_network_warns_that_auto_keeps_it_in_float32(bundle):
+    checks = verify_bundle(bundle)
+    assert _status(checks)["precision"] == "warn"
+    detail = _detail(checks, "precision")
+    assert detail.startswith("bfloat16 labels equal float32's on 99.")
+    assert detail.endswith("of a seeded random 572x572 test input (below 99.9 %): auto keeps float32 for this bundle")
+
+
+@pytest.mark.parametrize("native,says", [(True, "auto runs bfloat16 on this machine"),
+                                         (False, "auto runs float32 on this machine (no bf16 here)")])
+def test_agreeing_labels_pass_and_say_what_auto_does_here(bundle, monkeypatch, native, says):
+    import unetkit.inferers.guard as guard
+    import unetkit.precision as precision
+
+    monkeypatch.setattr(guard, "label_agreement", lambda *a: 0.99999)
+    monkeypatch.setattr(precision, "cpu_bf16", lambda: (native, "bf16 here" if native else "no bf16 here"))
+    checks = verify_bundle(bundle)
+    assert _status(checks)["precision"] == "pass"
+    assert _detail(checks, "precision") == f"bfloat16 labels equal float32's on 99.9990 % of a seeded random 572x572 test input: {says}"
+
+
+def test_a_recipe_without_weights_skips_the_precision_check(tmp_path):
+    shutil.copytree(REPO_BUNDLES / "phc_u373", tmp_path / "r")
+    assert _status(verify_bundle(tmp_path / "r"))["precision"] == "skip"
+
+
+def test_inference_takes_the_agreement_verify_measured(bundle, monkeypatch):
+    """verify fills the cache the inferer's guard reads: auto then runs the bundle as verify said it may."""
+    import unetkit.inferers.guard as guard
+    import unetkit.precision as precision
+    from unetkit.bundle.archive import cache_root
+    from unetkit.predict import load_bundle_model
+
+    monkeypatch.setattr(precision, "cpu_bf16", lambda: (True, "bf16 here"))
+    x = torch.rand(1, 1, 45, 61)
+
+    def run(**settings):
+        guard._seen.clear()  # what this process remembers; the disk cache stays
+        model = load_bundle_model(bundle, device="cpu").with_settings(**settings)
+        return model.inferer(x, model.network)
+
+    fp32, bf16 = run(precision="fp32"), run(precision="bf16")
+    assert torch.equal(run(), fp32)  # measured by the inferer itself: 99.75 %, float32 kept
+    shutil.rmtree(cache_root() / "precision")
+    with monkeypatch.context() as m:
+        m.setattr(guard, "label_agreement", lambda *a: 1.0)  # as for a well-trained network
+        assert _status(verify_bundle(bundle))["precision"] == "pass"
+    assert torch.equal(run(), bf16)  # read from what verify recorded

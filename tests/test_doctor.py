@@ -47,3 +47,16 @@ def test_every_optional_package_doctor_names_is_used_by_unetkit():
     code = "\n".join(p.read_text() for p in root.rglob("*.py") if p.name != "diagnostics.py")
     for name in OPTIONAL:
         assert re.search(rf"^\s*import {name}\b", code, re.MULTILINE), f"{name} is not imported anywhere"
+
+
+def test_doctor_says_which_precision_auto_takes_here_and_why(monkeypatch):
+    import unetkit.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_bf16", lambda: (True, "this CPU has amx_bf16 and avx512_bf16"))
+    check = {c.name: c for c in run_checks()}["precision (cpu)"]
+    assert check.status == "ok"
+    assert check.detail == ("auto runs bfloat16 autocast, channels-last: this CPU has amx_bf16 and avx512_bf16 "
+                            "(--exact: float32, bit for bit)")
+    monkeypatch.setattr(precision, "cpu_bf16", lambda: (False, "this CPU has neither avx512_bf16 nor amx_bf16"))
+    check = {c.name: c for c in run_checks()}["precision (cpu)"]
+    assert check.detail == "auto runs float32: this CPU has neither avx512_bf16 nor amx_bf16"

@@ -1,5 +1,6 @@
 """The precision policy (unetkit.precision) and the training step's AutocastInferer."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -147,3 +148,53 @@ def test_the_guard_describes_what_it_measured():
     a = Agreement(0.99876, torch.bfloat16, (572, 572))
     assert not a.ok
     assert a.describe() == "bfloat16 labels equal float32's on 99.8760 % of a seeded random 572x572 test input"
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from unetkit.cli.app import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+@pytest.fixture
+def bundle_and_image(tmp_path, rng):
+    import tifffile
+
+    from tiny_bundles import make_tiny_bundle
+
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "a.tif", rng.integers(0, 255, (45, 61), dtype=np.uint8))
+    return make_tiny_bundle(tmp_path / "b"), tmp_path / "in" / "a.tif"
+
+
+def test_infer_precision_and_exact_flags_give_the_masks_of_those_settings(bundle_and_image, tmp_path):
+    import tifffile
+
+    bundle, image = bundle_and_image
+    masks = {}
+    for name, flags in {"exact": ["--exact"], "fp32": ["--precision", "fp32"], "bf16": ["--precision", "bf16"]}.items():
+        r = _cli("infer", bundle, image, "-o", tmp_path / name, *flags)
+        assert r.exit_code == 0, r.output
+        masks[name] = tifffile.imread(tmp_path / name / "a_mask.tif") > 0
+    assert (masks["exact"] == masks["fp32"]).mean() > 0.99 and (masks["exact"] == masks["bf16"]).mean() > 0.98
+
+
+def test_no_amp_still_works_and_says_it_is_deprecated(bundle_and_image, tmp_path):
+    bundle, image = bundle_and_image
+    r = _cli("infer", bundle, image, "-o", tmp_path / "out", "--no-amp")
+    assert r.exit_code == 0 and "--no-amp is deprecated: use --precision fp32" in r.output
+
+
+@pytest.mark.parametrize(
+    "flags,match",
+    [
+        (["--precision", "bf16", "--exact"], "precision 'bf16' and exact=True exclude each other"),
+        (["--no-amp", "--precision", "bf16"], "--no-amp contradicts --precision bf16"),
+    ],
+)
+def test_contradictory_infer_flags_are_one_line_and_exit_code_2(bundle_and_image, tmp_path, flags, match):
+    bundle, image = bundle_and_image
+    r = _cli("infer", bundle, image, "-o", tmp_path / "out", *flags)
+    assert r.exit_code == 2 and match in r.output and "Traceback" not in r.output

@@ -1,4 +1,5 @@
-"""Environment checks behind ``unetkit doctor``: is this machine ready to train and infer, and if not, why.
+"""Environment checks behind ``unetkit doctor``: is this machine ready to train and infer, and if not, why;
+and which precision ``--precision auto`` takes on each device, and why.
 
 Each check returns a :class:`Check` with a status (``ok``, ``warn``: works but worth knowing, ``fail``:
 ``train``/``infer`` will not work) and, for anything not ``ok``, the fix.
@@ -105,6 +106,19 @@ def _forward(device: str) -> Check:
     return Check(f"forward pass ({device})", "ok", "tiny U-Net 20x20 -> 4x4")
 
 
+def _precision(device: str) -> Check:
+    """What ``--precision auto`` takes on ``device`` and why (:func:`unetkit.precision.resolve_precision`)."""
+    from unetkit.precision import dtype_name, resolve_precision
+
+    dtype, why = resolve_precision("auto", device)
+    reason = why.split(": ", 1)[-1]
+    if dtype is None:
+        return Check(f"precision ({device})", "ok", f"auto runs float32: {reason}",
+                     "" if device == "cpu" else "--precision fp16 for half precision on this GPU")
+    return Check(f"precision ({device})", "ok", f"auto runs {dtype_name(dtype)} autocast, channels-last: {reason} "
+                 "(--exact: float32, bit for bit)")
+
+
 def run_checks(*, output: str | os.PathLike | None = None) -> list[Check]:
     """All checks, in the order a user would fix them."""
     core = [_python(), *_torch(), _package("monai", required=True), _package("ignite", required=True)]
@@ -116,8 +130,10 @@ def run_checks(*, output: str | os.PathLike | None = None) -> list[Check]:
     checks.append(_writable("output folder", Path(output) if output else Path.cwd(), required=output is not None))
     if not any(c.status == "fail" for c in core):
         checks.append(_forward("cpu"))
+        checks.append(_precision("cpu"))
         import torch
 
         for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
             checks.append(_forward(f"cuda:{i}"))
+            checks.append(_precision(f"cuda:{i}"))
     return checks

@@ -338,6 +338,7 @@ DATA = Data()
 KEYS = Text(seq=True)
 DEVICE = Data("a device: 'cpu', 'cuda', 'cuda:N', or a reference")
 READ = PathArg(write=False)
+PRECISION = Choice("auto", "fp32", "bf16", "fp16")
 WRITE = PathArg(write=True)
 
 #: The check an argument gets when a row names it without one of its own.
@@ -355,7 +356,7 @@ COMMON: dict[str, Spec] = {
     "image_only": BOOL, "overwriting": BOOL, "ensure_channel_first": BOOL, "simple_keys": BOOL, "strict": BOOL,
     "strict_shape": BOOL, "non_blocking": BOOL, "decollate": BOOL, "persistent_workers": BOOL, "clip": BOOL,
     "random_center": BOOL, "random_size": BOOL, "keep_size": BOOL, "bias": BOOL, "tta": BOOL, "nesterov": BOOL,
-    "maximize": BOOL, "class_balance": BOOL, "use_deterministic_algorithms": BOOL,
+    "maximize": BOOL, "class_balance": BOOL, "use_deterministic_algorithms": BOOL, "exact": BOOL,
 }
 
 # Arguments whose checks are known safe though their names look risky.
@@ -470,7 +471,9 @@ _ROWS = (
     _row("unetkit.data.isbi2012_datalist", "", root=READ),
     _row("unetkit.data.msd_datalist", "", root=READ),
     _row("unetkit.data.split_datalist", "data holdout", part=Choice("train", "validation")),
-    _row("unetkit.inferers.OverlapTileInferer", "tile batch amp tta device memory_budget channels_last"),
+    _row("unetkit.inferers.AutocastInferer", "exact", precision=PRECISION),
+    _row("unetkit.inferers.OverlapTileInferer", "tile batch amp tta device memory_budget channels_last exact",
+         precision=PRECISION),
     _row("unetkit.launch.join_process_group", "device"),
     _row("unetkit.launch.leave_process_group"),
     _row("unetkit.launch.rank_device", "device"),

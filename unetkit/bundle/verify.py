@@ -11,6 +11,11 @@ The checks, in order (a later one is skipped when it cannot run):
   ``inference.json``'s ``network_def``, strictly (every key, every shape).
 - **forward pass**: a random input at the declared input shape and dtype gives exactly the declared
   output shape and dtype (MONAI's own ``verify_net_in_out`` does not check the spatial shape).
+- **precision**: the labels of a bfloat16 pass against a float32 pass on the declared test input (seeded,
+  uniform in the declared value range), channels-last as inference runs it; below 99.9 % agreement
+  ``precision: auto`` keeps this bundle in float32. The inferer decides by the same measurement
+  (:mod:`unetkit.inferers.guard`) on its own test tile, which is the 2D bundles' declared input (572 x 572
+  in -1..1), so this check fills the cache it reads. A warning, not a failure.
 - **docs**: ``docs/README.md`` and ``LICENSE`` are there and hold no ``TODO`` placeholder (a warning).
 
 Nothing here raises for a failed check: each gives a :class:`Check` with a status and a one-line detail.
@@ -70,7 +75,7 @@ def verify_bundle(path: str | os.PathLike, *, trust: bool = False) -> list[Check
 
     Examples:
         >>> [c.name for c in verify_bundle("bundles/phc_u373")]
-        ['checksums', 'metadata', 'safety scan', 'weights', 'forward pass', 'docs']
+        ['checksums', 'metadata', 'safety scan', 'weights', 'forward pass', 'precision', 'docs']
     """
     checks = []
     p = Path(path)
@@ -84,7 +89,7 @@ def verify_bundle(path: str | os.PathLike, *, trust: bool = False) -> list[Check
     checks.append(scan)
     if scan.failed:
         why = "not run: the safety scan failed, and building the network runs the configs"
-        checks += [Check("weights", SKIP, why), Check("forward pass", SKIP, why)]
+        checks += [Check("weights", SKIP, why), Check("forward pass", SKIP, why), Check("precision", SKIP, why)]
     else:
         checks += _network_checks(folder)
     checks.append(_docs(folder))
@@ -156,7 +161,8 @@ def _network_checks(folder: Path) -> list[Check]:
     try:
         net = build_network(folder)
     except BundleError as e:
-        return [Check("weights", FAIL, str(e)), Check("forward pass", SKIP, "no network to run")]
+        return [Check("weights", FAIL, str(e)), Check("forward pass", SKIP, "no network to run"),
+                Check("precision", SKIP, "no network to run")]
     if not (folder / WEIGHTS).is_file():
         weights = Check("weights", SKIP, f"no {WEIGHTS.as_posix()}: a recipe, not a trained bundle")
     else:
@@ -165,8 +171,14 @@ def _network_checks(folder: Path) -> list[Check]:
             n = sum(p.numel() for p in net.parameters())
             weights = Check("weights", PASS, f"{WEIGHTS.as_posix()}: {n:,} parameters, weights_only, strict")
         except BundleError as e:
-            return [Check("weights", FAIL, str(e)), Check("forward pass", SKIP, "the weights do not load")]
-    return [weights, _forward(folder, net)]
+            return [Check("weights", FAIL, str(e)), Check("forward pass", SKIP, "the weights do not load"),
+                    Check("precision", SKIP, "the weights do not load")]
+    forward = _forward(folder, net)
+    if weights.status == SKIP:
+        return [weights, forward, Check("precision", SKIP, "no trained weights to compare")]
+    if forward.status != PASS:
+        return [weights, forward, Check("precision", SKIP, "the forward pass did not pass")]
+    return [weights, forward, _precision(folder, net)]
 
 
 def _forward(folder: Path, net: torch.nn.Module) -> Check:
@@ -189,6 +201,28 @@ def _forward(folder: Path, net: torch.nn.Module) -> Check:
         return Check("forward pass", FAIL, f"{name_in} {tuple(x.shape)} gave {got}; metadata.json declares "
                      f"{name_out} {want} {spec_out['dtype']} (fix network_data_format or network_def)")
     return Check("forward pass", PASS, f"{name_in} {tuple(x.shape)} {spec_in['dtype']} -> {name_out} {got}")
+
+
+def _precision(folder: Path, net: torch.nn.Module) -> Check:
+    """bfloat16 against float32 labels on the declared test input, and what ``precision: auto`` does here."""
+    from unetkit.inferers.engine import channels_last_format, to_layout
+    from unetkit.inferers.guard import measure_agreement
+    from unetkit.precision import resolve_precision
+
+    try:
+        spec = next(iter(read_config(folder / "configs" / "metadata.json")["network_data_format"]["inputs"].values()))
+        shape = [int(n) for n in spec["spatial_shape"]]
+        lo, hi = (float(v) for v in spec.get("value_range", [0, 1])[:2])
+    except (BundleError, KeyError, TypeError, ValueError, StopIteration) as e:
+        return Check("precision", SKIP, f"metadata.json declares no test input ({e})")
+    to_layout(net, channels_last_format(len(shape)))
+    agreement = measure_agreement(net.eval(), torch.bfloat16, shape, device=torch.device("cpu"),
+                                  layout=channels_last_format(len(shape)), value_range=(lo, hi))
+    auto, why = resolve_precision("auto", "cpu")
+    if not agreement.ok:
+        return Check("precision", WARN, f"{agreement.describe()} (below 99.9 %): auto keeps float32 for this bundle")
+    here = "runs bfloat16 on this machine" if auto is not None else f"runs float32 on this machine ({why.split(': ', 1)[-1]})"
+    return Check("precision", PASS, f"{agreement.describe()}: auto {here}")
 
 
 def _docs(folder: Path) -> Check:

@@ -17,7 +17,7 @@ def doctor(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="An output folder to check for write access.")] = None,
 ) -> None:
     """Check Python, torch, CUDA (build, driver, GPUs, free memory), MONAI, optional packages (and what each is
-    for), folders and a forward pass."""
+    for), folders and a forward pass; say which precision --precision auto takes on each device, and why."""
     from unetkit.diagnostics import run_checks
 
     checks = run_checks(output=output)

@@ -7,7 +7,7 @@ segmented is a table row and exit code 1, and the others are still written.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -15,6 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from unetkit.cli.console import err, out, show_progress
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]  # unetkit.precision.PRECISIONS, without importing torch for --help
 
 _TRUST_HELP = "Skip the safety scan of the bundle's configs (only for bundles you wrote or whose author you trust)."
 
@@ -26,7 +28,9 @@ def infer(
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu, cuda or cuda:N.")] = "auto",
     tile: Annotated[Optional[int], typer.Option("--tile", help="Input tile edge (572: 572 in, 388 out); 0 chooses by memory. Default: the bundle's.")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Tiles per forward pass. Default: the bundle's.")] = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bfloat16). Default: the bundle's; no effect on the CPU.")] = None,
+    precision: Annotated[Optional[Precision], typer.Option("--precision", help="auto: bfloat16 where this machine computes it natively (CPUs with AVX512-BF16/AMX or ARM BF16, GPUs from Ampere on; `unetkit doctor` says which), float32 elsewhere or for a network whose bfloat16 labels stray; fp32, bf16 or fp16 as named. Default: the bundle's (auto).")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="Equal to one whole-image pass bit for bit on this machine: float32, NCHW, the whole image's CPU kernels (slower: ~3x on a bfloat16 CPU).")] = False,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Deprecated: --no-amp is --precision fp32, --amp is --precision auto.")] = None,
     memory: Annotated[Optional[str], typer.Option("--memory", help="Memory for the network's working set when the tile is chosen (512MiB, 2GiB); the image and its labels come on top. Default: the bundle's, else a quarter of what is free.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over the 8 flips and rotations of each tile (8x the work).")] = False,
     save_probabilities: Annotated[bool, typer.Option("--save-probabilities", help="Also write <stem>_prob.<ext>: float32 class probabilities (class axis before Y, X in TIFF; last in NIfTI).")] = False,
@@ -50,7 +54,10 @@ def infer(
     check_output_folder(output)
     if not overwrite and not under_torchrun():  # under torchrun other ranks may have written already
         check_no_outputs(paths, output, **kinds)
-    settings = dict(tile=tile, batch=batch, amp=amp, tta=tta, memory=parse_size(memory) if memory else None)
+    if amp is not None:
+        err.print(f"[yellow]--{'' if amp else 'no-'}amp is deprecated: use --precision {'auto' if amp else 'fp32'}[/]")
+    settings = dict(tile=tile, batch=batch, amp=amp, tta=tta, memory=parse_size(memory) if memory else None,
+                    precision=precision, exact=exact or None)
 
     if under_torchrun():
         results, printer = _under_torchrun(bundle, paths, output, options, device=device, trust=trust, settings=settings)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -23,6 +23,8 @@ def train(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: KEY=VALUE (MONAI ids, e.g. optimizer::lr=0.01).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the run (default: the bundle's).")] = None,
     ignore_label: Annotated[Optional[int], typer.Option("--ignore-label", help="Label value of unannotated pixels: they weigh nothing in the loss (partial annotation, as the Cell Tracking Challenge's gold truth).")] = None,
+    precision: Annotated[Optional[Literal["auto", "fp32", "bf16", "fp16"]], typer.Option("--precision", help="auto: bfloat16 autocast where this machine computes it natively (`unetkit doctor` says), float32 elsewhere; fp32, bf16, or fp16 (CUDA only, with the trainer's gradient scaler). The loss and weight map stay float32. Default: the bundle's (auto).")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="The bit-exact path, the earlier default: float32 in NCHW layout, and validation equal to whole-image passes bit for bit on this machine.")] = False,
     deterministic: Annotated[bool, typer.Option("--deterministic", help="Deterministic algorithms only (torch.use_deterministic_algorithms); slower on GPUs.")] = False,
     trust: Annotated[bool, typer.Option("--trust", help="Skip the safety scan of the bundle's configs (only for bundles you trust).")] = False,
     nproc: Annotated[int, typer.Option("--nproc", help="Processes on this machine (DDP through torchrun: one per GPU, gloo ranks on the CPU).")] = 1,
@@ -33,6 +35,7 @@ def train(
 ) -> None:
     """Train BUNDLE with its configs/train.json and write a complete, runnable bundle."""
     from unetkit.bundle import parse_overrides
+    from unetkit.errors import UnetkitError
     from unetkit.training import train_bundle
 
     overrides = parse_overrides(set_ or [])
@@ -40,6 +43,14 @@ def train(
         overrides["deterministic"] = True
     if ignore_label is not None:
         overrides["ignore_label"] = ignore_label
+    if exact and precision in ("bf16", "fp16"):
+        raise UnetkitError(f"--precision {precision} and --exact exclude each other: exact results are float32")
+    if precision is not None:
+        overrides["precision"] = precision
+        if precision == "fp16":
+            overrides["amp"] = True  # MONAI's gradient scaler: float16 gradients underflow without it
+    if exact:
+        overrides["exact"] = True
     kwargs = dict(data=data, output=output, steps=steps, epochs=epochs, device=device, resume=resume,
                   overwrite=overwrite, overrides=overrides, seed=seed, trust=trust, nproc=nproc, nnodes=nnodes,
                   node_rank=node_rank, master_addr=master_addr, master_port=master_port)

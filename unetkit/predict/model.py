@@ -82,14 +82,20 @@ class BundleModel:
 
     def with_settings(
         self, *, tile: int | Sequence[int] | None = None, batch: int | None = None, amp: bool | None = None,
-        tta: bool = False, memory: int | None = None,
+        tta: bool = False, memory: int | None = None, precision: str | None = None, exact: bool | None = None,
     ) -> "BundleModel":
         """A copy whose inferer takes the given settings over the bundle's (None keeps the bundle's; tile 0
         means "choose by memory"; ``memory``: bytes for the tile's working set when the tile is chosen),
         checked against the network's tile rules here, once.
 
+        ``precision`` (``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"``: :mod:`unetkit.precision`) replaces the
+        bundle's precision and its older ``amp``/``amp_dtype`` switches; ``amp`` is the older form of it
+        (``False``: ``"fp32"``, ``True``: ``"auto"``). ``exact=True`` takes the bit-exact path (float32, NCHW):
+        equal to one whole-image pass bit for bit on this machine.
+
         Raises:
-            UnetkitError: a tile the network cannot take (naming the valid ones), a batch below 1.
+            UnetkitError: a tile the network cannot take (naming the valid ones), a batch below 1, a precision
+                that contradicts ``amp`` or ``exact``.
         """
         changes: dict[str, Any] = {"tta": bool(tta)}
         if memory is not None:
@@ -99,7 +105,16 @@ class BundleModel:
         if batch is not None:
             changes["batch"] = batch
         if amp is not None:
-            changes["amp"] = bool(amp)
+            if precision is not None and (precision == "fp32") != (not amp):
+                raise UnetkitError(f"--{'' if amp else 'no-'}amp contradicts --precision {precision}: give --precision alone")
+            precision = precision or ("auto" if amp else "fp32")
+        if exact:
+            precision = precision or "fp32"
+            changes.update(exact=True, channels_last=None)
+        elif exact is not None:
+            changes["exact"] = False
+        if precision is not None:  # replaces the bundle's older switches too
+            changes.update(precision=precision, amp=True, amp_dtype=None)
         return replace(self, inferer=_checked(self.inferer, self.network, self.spatial_dims, changes, "--"))
 
 
