@@ -84,3 +84,17 @@ def test_training_applies_the_plan_records_it_and_set_wins(demo, tmp_path):
     train_bundle("bundles/phc_u373", data=demo, output=tmp_path / "raw", steps=2, overrides=small, use_plan=False)
     assert not (tmp_path / "raw" / "plan.json").exists()
     assert json.loads((tmp_path / "raw" / "configs" / "train.json").read_text())["val_interval"] == 500
+
+
+def test_the_paper_overlay_gives_a_whole_bundle_with_the_papers_optimiser_and_decoder(demo, tmp_path):
+    from unetkit.training import train_bundle
+
+    small = {"network_def::features": [4, 8, 16, 32, 64], "num_workers": 0}
+    train_bundle("bundles/phc_u373", data=demo, output=tmp_path / "p", steps=2, overrides=small,
+                 overlays=["configs/paper.json"])
+    common = json.loads((tmp_path / "p" / "configs" / "common.json").read_text())
+    train = json.loads((tmp_path / "p" / "configs" / "train.json").read_text())
+    assert train["optimizer"]["_target_"] == "torch.optim.SGD" and train["momentum"] == 0.99
+    assert common["network_def"]["out_channels"] == 2 and common["decode"]["_target_"] == "unetkit.transforms.AsInstancesd"
+    r = CliRunner().invoke(app, ["infer", str(tmp_path / "p"), str(demo / "02" / "t000.tif"), "-o", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output

@@ -12,7 +12,8 @@ says only what it changes, in ``recipes/<name>.json``::
     }
 
 Keys are MONAI ids (``#`` or ``::`` between levels, list items by index); a value replaces what the base
-has there (or adds it), and a key starting with ``~`` removes it. ``make bundles`` (``python -m
+has there (or adds it), and a key starting with ``~`` removes it; ``"paper.json": null`` leaves that file
+out of the recipe. ``make bundles`` (``python -m
 unetkit.bundle.assemble``) writes ``bundles/<name>/configs/``; a test checks that the written files are
 current, as it does for ``docs/cli.md``. ``metadata.json``, ``docs/`` and ``LICENSE`` are each recipe's own.
 
@@ -33,8 +34,10 @@ from unetkit.errors import BundleError
 
 __all__ = ["GENERATED", "overlay", "assemble", "assemble_all", "write_all", "stale"]
 
-GENERATED = ("common.json", "train.json", "inference.json", "multi_gpu_train.json")
-"""The config files made from the base and an overlay; the others are the recipe's own."""
+GENERATED = ("common.json", "train.json", "inference.json", "multi_gpu_train.json", "paper.json")
+"""The config files made from the base and an overlay; the others are the recipe's own. ``paper.json`` is
+an overlay of its own: ``unetkit train --overlay configs/paper.json`` trains the paper's exact optimiser,
+two classes and its decoder instead of the default."""
 
 _REPO = Path(__file__).resolve().parents[2]
 SOURCE = _REPO / "recipes"
@@ -93,7 +96,9 @@ def assemble(name: str, *, source: Path = SOURCE) -> dict[str, dict]:
     if unknown:
         raise BundleError(f"unknown config file(s) {sorted(unknown)}; expected {list(GENERATED)}",
                           path=source / f"{name}.json")
-    return {f: overlay(_read(source / "base" / f), changes.get(f, {})) for f in GENERATED}
+    # a file whose overlay is null is not part of this recipe (the 3D recipe has no paper.json)
+    return {f: overlay(_read(source / "base" / f), changes.get(f) or {}) for f in GENERATED
+            if not (f in changes and changes[f] is None)}
 
 
 def recipe_names(source: Path = SOURCE) -> list[str]:

@@ -22,6 +22,8 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh: remove checkpoints of an earlier run, and replace a trained model in the output folder.")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: KEY=VALUE (MONAI ids, e.g. optimizer::lr=0.01).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the run (default: the bundle's).")] = None,
+    overlay: Annotated[Optional[list[str]], typer.Option("--overlay", help="An extra config layered after train.json, e.g. configs/paper.json (the paper's exact optimiser and decoder); repeatable.")] = None,
+    no_plan: Annotated[bool, typer.Option("--no-plan", help="Keep the bundle exactly as written: no plan from the data (sizes, object diameter) adapts it.")] = False,
     ignore_label: Annotated[Optional[int], typer.Option("--ignore-label", help="Label value of unannotated pixels: they weigh nothing in the loss (partial annotation, as the Cell Tracking Challenge's gold truth).")] = None,
     precision: Annotated[Optional[Literal["auto", "fp32", "bf16", "fp16"]], typer.Option("--precision", help="auto: bfloat16 autocast where this machine computes it natively (`unetkit doctor` says), float32 elsewhere; fp32, bf16, or fp16 (CUDA only, with the trainer's gradient scaler). The loss and weight map stay float32. Default: the bundle's (auto).")] = None,
     exact: Annotated[bool, typer.Option("--exact", help="The bit-exact path, the earlier default: float32 in NCHW layout, and validation equal to whole-image passes bit for bit on this machine.")] = False,
@@ -52,7 +54,7 @@ def train(
     if exact:
         overrides["exact"] = True
     kwargs = dict(data=data, output=output, steps=steps, epochs=epochs, device=device, resume=resume,
-                  overwrite=overwrite, overrides=overrides, seed=seed, trust=trust, nproc=nproc, nnodes=nnodes,
+                  overwrite=overwrite, overrides=overrides, seed=seed, use_plan=not no_plan, overlays=overlay or [], trust=trust, nproc=nproc, nnodes=nnodes,
                   node_rank=node_rank, master_addr=master_addr, master_port=master_port)
     if show_progress() and nproc * nnodes == 1:
         with _Bar() as bar:
@@ -60,7 +62,7 @@ def train(
     else:
         result = train_bundle(bundle, progress=_log_validations, **kwargs)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
-    out.print(f"trained {result.steps} steps: {shown or 'no validation ran'}")
+    out.print(f"trained {result.steps} steps; the model's validation: {shown or 'no validation ran'}")
     out.print(f"bundle: {result.output}  (weights: {result.model.relative_to(result.output)})")
 
 

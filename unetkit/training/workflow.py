@@ -19,7 +19,7 @@ import platform
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -61,6 +61,7 @@ def train_bundle(
     overrides: Mapping[str, Any] | None = None,
     seed: int | None = None,
     use_plan: bool = True,
+    overlays: Sequence[str | os.PathLike] = (),
     progress: Callable[..., None] | None = None,
     trust: bool = False,
     nproc: int = 1,
@@ -84,6 +85,9 @@ def train_bundle(
         overwrite: start afresh even if ``output`` holds checkpoints of an earlier run (they are removed).
         overrides: config overrides, MONAI ids to values (``{"network_def::features": [16, 32, 64]}``).
         seed: the run's seed (the config's ``seed``).
+        overlays: extra config files layered after ``train.json``, as MONAI's runner layers a list of config
+            files (``configs/paper.json``: the paper's exact optimiser and decoder); each id goes to the config
+            file that defines it (``common.json`` for the network and decoder), so the trained bundle is whole.
         use_plan: measure the training data first and adapt the recipe to it (:mod:`unetkit.plan`; recorded
             in ``plan.json``); ``overrides`` win over the plan. False keeps the bundle exactly as written.
         progress: called as ``progress(step=, total=, loss=, metrics=)`` after each step and validation.
@@ -126,6 +130,8 @@ def train_bundle(
         raise TrainingError("nothing to resume: no checkpoint found", path=ckpt_dir, fix="train without --resume first")
 
     configs, metadata = _read_bundle(src)
+    for path in overlays:
+        _apply_overlay(configs, src, path)
     persistent = dict(overrides or {})
     if seed is not None:
         persistent["seed"] = seed
@@ -164,7 +170,7 @@ def train_bundle(
         if mine is None or mine is e:
             raise
         raise mine from None
-    metrics = _last_metrics(out / "metrics.csv")
+    metrics = _model_metrics(out)
     _record_metrics(out, metrics)
     return TrainResult(output=out, steps=int(train_cfg.get("max_steps", 0)), model=out / "models" / "model.pt",
                        metrics=metrics)
@@ -176,6 +182,21 @@ def _read_bundle(src: Path) -> tuple[dict[str, dict], dict]:
         raise UnetkitError("this bundle has no configs/train.json, so it cannot be trained", path=src)
     meta_path = src / "configs" / "metadata.json"
     return configs, read_config(meta_path) if meta_path.is_file() else {}
+
+
+def _apply_overlay(configs: dict[str, dict], src: Path, path) -> None:
+    from unetkit.bundle.assemble import overlay
+
+    p = Path(path)
+    if not p.is_absolute() and not p.is_file():
+        p = src / path
+    changes = read_config(p)
+    common = configs.get("common.json", {})
+    for name in ("common.json", "train.json"):
+        if name in configs:
+            mine = {k: v for k, v in changes.items()
+                    if (k.lstrip("~").replace("::", "#").split("#")[0] in common) == (name == "common.json")}
+            configs[name] = overlay(configs[name], mine)
 
 
 def _dataset_dir(train_cfg: dict, metadata: dict, data) -> Path:
@@ -296,12 +317,17 @@ def _resume(parser, trainer, ckpt: Path) -> None:
     logger.info("resuming from %s (step %d)", ckpt, step)
 
 
-def _last_metrics(csv_path: Path) -> dict[str, float]:
+def _model_metrics(out: Path) -> dict[str, float]:
+    """The validation row of the weights in ``models/model.pt``: the best step's (``best.json``), else the last."""
+    csv_path = out / "metrics.csv"
     if not csv_path.is_file():
         return {}
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return {k: float(v) for k, v in rows[-1].items() if k != "step"} if rows else {}
+    best = out / "models" / "best.json"
+    step = json.loads(best.read_text())["step"] if best.is_file() else None
+    row = next((r for r in rows if step is not None and int(r["step"]) == step), rows[-1] if rows else None)
+    return {k: float(v) for k, v in row.items() if k != "step"} if row else {}
 
 
 def _record_metrics(out: Path, metrics: dict[str, float]) -> None:
