@@ -9,6 +9,7 @@ import torch
 from unetkit.bundle import export_bundle, pack_bundle, read_config, write_config
 from unetkit.bundle.export import ExportableUNet
 from unetkit.errors import BundleError
+from unetkit.bundle.network import build_network
 from unetkit.networks import UNet
 from tiny_bundles import TINY, make_tiny_bundle
 
@@ -19,7 +20,7 @@ def bundle(tmp_path) -> Path:
 
 
 def _net(bundle: Path) -> UNet:
-    net = UNet(2, 1, 2, TINY).eval()
+    net = build_network(bundle)
     net.load_state_dict(torch.load(bundle / "models" / "model.pt", weights_only=True))
     return net
 
@@ -81,7 +82,7 @@ def test_onnx_export_writes_model_onnx_with_dynamic_sizes(bundle):
     got = torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
     with torch.inference_mode():
         want = _net(bundle)(x)
-    assert got.shape == want.shape == (2, 2, 52, 4)
+    assert got.shape == want.shape == (2, 3, 52, 4)  # three classes: background, interior, boundary
     assert torch.allclose(got, want, atol=1e-4)
 
 
