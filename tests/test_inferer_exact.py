@@ -171,20 +171,20 @@ def test_bf16_fast_path_agrees_with_the_exact_path_up_to_bf16_rounding(net2d):
     assert agreement(bf16, exact) >= 0.99  # a tiny random network: logits close together, so more ties
 
 
-def test_the_default_is_bf16_where_the_cpu_has_it_and_fp32_elsewhere(net2d, monkeypatch):
-    import unetkit.inferers.guard as guard
+def test_the_default_is_bf16_where_the_cpu_has_it_and_fp32_elsewhere(monkeypatch):
     import unetkit.precision as precision
 
+    torch.manual_seed(0)
+    net = UNet(features=TINY).eval()
     x = torch.rand(1, 1, 40, 40)
-    fp32 = OverlapTileInferer(tile=220, precision="fp32")(x, net2d)
-    bf16 = OverlapTileInferer(tile=220, precision="bf16")(x, net2d)
-    # as the paper's network: 99.999 %
-    monkeypatch.setattr(guard, "measure_agreement", lambda net, dtype, shape, **kw: guard.Agreement(1.0, dtype, shape))
+    fp32 = OverlapTileInferer(tile=220, precision="fp32")(x, net)
+    bf16 = OverlapTileInferer(tile=220, precision="bf16")(x, net)
+    monkeypatch.setattr(precision, "labels_agree", lambda a, b: 1.0)  # as a trained network on its images
     monkeypatch.setattr(precision, "cpu_bf16", lambda: (False, "no bf16 here"))
-    assert torch.equal(OverlapTileInferer(tile=220)(x, net2d), fp32)
+    assert torch.equal(OverlapTileInferer(tile=220)(x, net), fp32)
     monkeypatch.setattr(precision, "cpu_bf16", lambda: (True, "bf16 here"))
-    assert torch.equal(OverlapTileInferer(tile=220)(x, net2d), bf16)
-    assert torch.equal(OverlapTileInferer(tile=220, amp=False)(x, net2d), fp32)  # the older switch: float32
+    assert torch.equal(OverlapTileInferer(tile=220)(x, net), bf16)
+    assert torch.equal(OverlapTileInferer(tile=220, amp=False)(x, net), fp32)  # the older switch: float32
 
 
 def test_auto_keeps_float32_for_a_network_whose_bf16_labels_stray(monkeypatch, caplog):
@@ -192,15 +192,38 @@ def test_auto_keeps_float32_for_a_network_whose_bf16_labels_stray(monkeypatch, c
 
     monkeypatch.setattr(precision, "cpu_bf16", lambda: (True, "bf16 here"))
     torch.manual_seed(0)
-    net2d = UNet(features=TINY).eval()
-    x = torch.rand(1, 1, 40, 40)
-    # a tiny random network: its two logits are close, bf16 swaps them on ~0.25 % of the guard's test tile
+    net = UNet(features=TINY).eval()
+    x = torch.rand(1, 1, 300, 300)
+    # random weights: the two logits are close, bf16 swaps them on ~0.2 % of the first tile's 308x308 pixels
     with caplog.at_level(logging.WARNING):
-        auto = OverlapTileInferer(tile=220)(x, net2d)
-    assert torch.equal(auto, OverlapTileInferer(tile=220, precision="fp32")(x, net2d))
+        auto = OverlapTileInferer(tile=572)(x, net)
+    assert torch.equal(auto, OverlapTileInferer(tile=572, precision="fp32")(x, net))
     assert "runs this network in float32: bfloat16 labels equal float32's on 99." in caplog.text
-    assert "of a seeded random 572x572 test input, below 99.9 %" in caplog.text
-    assert not torch.equal(OverlapTileInferer(tile=220, precision="bf16")(x, net2d), auto)  # never overridden
+    assert "of the first 492x492 tile segmented with these weights, below 99.9 %" in caplog.text  # shrunk to fit
+    assert not torch.equal(OverlapTileInferer(tile=572, precision="bf16")(x, net), auto)  # never overridden
+
+
+def test_the_check_runs_once_per_weights_and_is_remembered_on_disk(monkeypatch, cache):
+    import unetkit.inferers.guard as guard
+    import unetkit.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_bf16", lambda: (True, "bf16 here"))
+    torch.manual_seed(0)
+    net = UNet(features=TINY).eval()
+    calls = []
+    net.register_forward_pre_hook(lambda m, a: calls.append(a[0].device.type))
+    x = torch.rand(1, 1, 40, 40)
+    first = OverlapTileInferer(tile=220, batch=4)(x, net)
+    assert calls.count("cpu") == 2  # the one batch, in bf16 and in float32
+    assert len(list((cache / "precision").iterdir())) == 1
+    guard._seen.clear()  # as a new process would start: the decision comes from the disk
+    calls.clear()
+    assert torch.equal(OverlapTileInferer(tile=220, batch=4)(x, net), first) and calls.count("cpu") == 1
+    with torch.no_grad():
+        net.inc[0].weight.mul_(1.5)  # new weights: checked again
+    calls.clear()
+    OverlapTileInferer(tile=220, batch=4)(x, net)
+    assert calls.count("cpu") == 2
 
 
 def test_channels_last_equals_a_channels_last_whole_pass_within_rounding():

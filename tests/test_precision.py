@@ -123,31 +123,27 @@ def test_fp16_training_without_the_gradient_scaler_is_refused():
         AutocastInferer("fp16")(torch.rand(1, 1, 8, 8), net)
 
 
-def test_the_guard_measures_once_per_weights_and_remembers_on_disk(tmp_path, monkeypatch):
+def test_a_remembered_decision_belongs_to_the_weights(cache):
     import unetkit.inferers.guard as guard
 
-    monkeypatch.setenv("UNETKIT_CACHE", str(tmp_path / "cache"))
-    calls = []
-    monkeypatch.setattr(guard, "label_agreement", lambda net, x, dtype: calls.append(x.shape) or 0.99975)
     torch.manual_seed(0)
     net = UNet(features=(4, 8, 16)).eval()
-    shape = guard.guard_shape(net.geometry, 2)
-    first = guard.measure_agreement(net, torch.bfloat16, shape, device=torch.device("cpu"))
-    assert first.ok and calls == [(1, 1, *shape)] and len(list((tmp_path / "cache" / "precision").iterdir())) == 1
+    cpu = torch.device("cpu")
+    assert guard.remembered(net, torch.bfloat16, cpu) is None
+    guard.remember(net, cpu, Agreement(0.99975, torch.bfloat16, "the first 252x252 tile"))
     twin = UNet(features=(4, 8, 16)).eval()
     twin.load_state_dict(net.state_dict())  # the same weights in another object: read from the disk
-    assert guard.measure_agreement(twin, torch.bfloat16, shape, device=torch.device("cpu")) == first
-    assert len(calls) == 1
+    assert guard.remembered(twin, torch.bfloat16, cpu) == Agreement(0.99975, torch.bfloat16, "the first 252x252 tile")
+    assert guard.remembered(twin, torch.float16, cpu) is None
     with torch.no_grad():
-        net.inc[0].weight.mul_(2)  # new weights: measured again
-    guard.measure_agreement(net, torch.bfloat16, shape, device=torch.device("cpu"))
-    assert len(calls) == 2
+        net.inc[0].weight.mul_(2)
+    assert guard.remembered(net, torch.bfloat16, cpu) is None
 
 
-def test_the_guard_describes_what_it_measured():
-    a = Agreement(0.99876, torch.bfloat16, (572, 572))
-    assert not a.ok
-    assert a.describe() == "bfloat16 labels equal float32's on 99.8760 % of a seeded random 572x572 test input"
+def test_an_agreement_says_what_it_measured():
+    a = Agreement(0.99876, torch.bfloat16, "the first 572x572 tile")
+    assert not a.ok and Agreement(0.999, torch.bfloat16, "x").ok
+    assert a.describe() == "bfloat16 labels equal float32's on 99.8760 % of the first 572x572 tile"
 
 
 def _cli(*args):

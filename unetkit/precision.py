@@ -37,7 +37,7 @@ from typing import Callable
 import torch
 
 __all__ = ["PRECISIONS", "MIN_AGREEMENT", "check_precision", "resolve_precision", "cpu_bf16", "cuda_bf16",
-           "autocast", "dtype_name", "label_agreement"]
+           "autocast", "dtype_name", "labels_agree", "label_agreement"]
 
 logger = logging.getLogger(__name__)
 
@@ -178,23 +178,33 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
-def label_agreement(network: Callable, x: torch.Tensor, dtype: torch.dtype | None) -> float:
-    """Share of pixels whose label (argmax; ``> 0`` for one channel) is the same under ``dtype`` autocast
-    as in float32, for input ``x`` ``(B, C, *spatial)`` on the network's device. The network runs as it is
-    (its mode and layout): put it in eval mode first.
+def labels_agree(reference: torch.Tensor, other: torch.Tensor) -> float:
+    """Share of pixels with the same label in two logit tensors ``(B, K, *spatial)`` (argmax over ``K``;
+    ``> 0`` for one channel).
 
     Examples:
-        >>> net = torch.nn.Conv2d(1, 2, 3)
-        >>> label_agreement(net, torch.rand(1, 1, 20, 20), None)
-        1.0
+        >>> labels_agree(torch.tensor([[[1.0, 2.0]], [[0.0, 3.0]]]).permute(1, 0, 2), torch.zeros(1, 2, 2))
+        0.5
     """
 
     def labels(y: torch.Tensor) -> torch.Tensor:
         y = y.float()
         return (y[:, 0] > 0) if y.shape[1] == 1 else y.argmax(1)
 
+    return float((labels(reference) == labels(other)).double().mean())
+
+
+def label_agreement(network: Callable, x: torch.Tensor, dtype: torch.dtype | None) -> float:
+    """:func:`labels_agree` of ``network(x)`` in float32 and under ``dtype`` autocast, ``x`` ``(B, C, *spatial)``
+    on the network's device. The network runs as it is (its mode and layout): put it in eval mode first.
+
+    Examples:
+        >>> net = torch.nn.Conv2d(1, 2, 3)
+        >>> label_agreement(net, torch.rand(1, 1, 20, 20), None)
+        1.0
+    """
     with torch.inference_mode():
-        reference = labels(network(x))
+        reference = network(x)
         with autocast(x.device, dtype):
-            reduced = labels(network(x))
-    return float((reference == reduced).double().mean())
+            reduced = network(x)
+    return labels_agree(reference, reduced)

@@ -207,37 +207,58 @@ class Runner:
             to_layout(network, self.layout)
         elif opts.exact:
             to_layout(network, torch.contiguous_format)
-        if self.autocast is not None and opts.precision_setting == "auto":
-            self._guard()
+        self._recall()
         self.pinned = self.device.type == "cuda"
         exact = opts.exact and self.device.type == "cpu" and self.dtype == torch.float32
         self.parity = KernelParity(network) if exact else None
         logger.debug("%s, %s%s", self.reason, "channels-last" if self.layout != torch.contiguous_format else "NCHW",
                      ", kernels of the whole-image pass" if exact else "")
 
-    def _guard(self) -> None:
-        """``"auto"``: keep float32 for a network whose reduced-precision labels stray (:mod:`unetkit.inferers.guard`)."""
-        from unetkit.inferers.guard import guard_shape, measure_agreement
+    def _recall(self) -> None:
+        """``"auto"``: take the decision made before for these weights, else check the first batch (:meth:`_check`)."""
+        from unetkit.inferers.guard import remembered
 
-        if not isinstance(self.network, nn.Module) or self.spatial_dims not in (2, 3):
+        self.pending_guard = False
+        if self.autocast is None or self.opts.precision_setting != "auto" or not isinstance(self.network, nn.Module):
             return
-        args, kwargs = self.call_args
+        known = remembered(self.network, self.autocast, self.device)
+        if known is None:
+            self.pending_guard = True
+        else:
+            self._decide(known)
+
+    def _check(self, call: Callable, x: torch.Tensor) -> torch.Tensor:
+        """The first batch in the reduced type and in float32; keep the reduced type if their labels agree on
+        at least 99.9 % of pixels (:mod:`unetkit.inferers.guard`). Returns that batch's output in the type kept."""
+        from unetkit.inferers.guard import Agreement, remember
+        from unetkit.precision import labels_agree
+
+        dtype = self.autocast
+        reduced = call(x).float()
+        self.autocast = None
         try:
-            agreement = measure_agreement(
-                self.network, self.autocast, guard_shape(self.geometry, self.spatial_dims), device=self.device,
-                layout=self.layout, forward=lambda t: self.network(t, *args, **kwargs),
-            )  # fmt: skip
-        except torch.cuda.OutOfMemoryError:  # the test tile does not fit: the tiles will be smaller
-            logger.info("no room for the precision check's test tile on %s: %s kept", self.device, self.reason)
+            full = call(x).float()
+        finally:
+            self.autocast = dtype
+        tiles = f"{x.shape[0]} tiles" if x.shape[0] > 1 else "tile"
+        on = f"the first {'x'.join(map(str, x.shape[2:]))} {tiles} segmented with these weights"
+        agreement = Agreement(labels_agree(full, reduced), dtype, on)
+        remember(self.network, self.device, agreement)
+        self.pending_guard = False
+        self._decide(agreement)
+        return reduced if agreement.ok else full
+
+    def _decide(self, agreement) -> None:
+        if agreement.ok:
+            self.reason = f"{self.reason} ({agreement.describe()})"
             return
-        if not agreement.ok:
-            self.autocast, self.reason = None, f"float32: {agreement.describe()}, below 99.9 %"
-            _warn_once(self.network, "precision auto runs this network in %s", self.reason)
+        self.autocast, self.reason = None, f"float32: {agreement.describe()}, below 99.9 %"
+        _warn_once(self.network, "precision auto runs this network in %s", self.reason)
 
     def tile_for(self, shape: Sequence[int]) -> int | tuple[int, ...]:
         if self.opts.tile is not None:
             return self.opts.tile
-        dtype_bytes = 2 if self.autocast else 4
+        dtype_bytes = 2 if self.autocast and not self.pending_guard else 4  # the check runs float32 too
         bpp = activation_bytes_per_pixel(
             self.network, self.geometry, spatial_dims=self.spatial_dims, dtype_bytes=dtype_bytes, device=self.device
         )
@@ -260,6 +281,10 @@ class Runner:
                 return self.network(t, *args, **kwargs)
 
         with torch.inference_mode():
+            if self.pending_guard:
+                checked = self._check(call, x)
+                if not self.opts.tta:
+                    return checked
             return tta_forward(call, x) if self.opts.tta else call(x).float()
 
     def load(self, source: np.ndarray, tiles, plan: TilePlan, preprocess: PreProcess | None) -> torch.Tensor:
