@@ -77,8 +77,8 @@ def test_semantic_probabilities_and_preview_flags(bundle, images, tmp_path):
     assert r.exit_code == 0, r.output
     mask = tifffile.imread(tmp_path / "out" / "b_mask.tif")
     probs = tifffile.imread(tmp_path / "out" / "b_prob.tif")
-    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
-    assert probs.shape == (2, 37, 22) and probs.dtype == np.float32
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1, 2}  # background, interior, boundary
+    assert probs.shape == (3, 37, 22) and probs.dtype == np.float32
     np.testing.assert_array_equal(probs.argmax(0), mask)
     assert (tmp_path / "out" / "b_preview.png").is_file()
 

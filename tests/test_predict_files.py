@@ -64,7 +64,8 @@ def unet2d(tmp_path_factory):
     net = {"_target_": "unetkit.networks.UNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 2,
            "features": [4, 8, 16, 32, 64], "padding": "valid"}
     state = UNet(features=(4, 8, 16, 32, 64)).state_dict()
-    folder = _bundle(tmp_path_factory.mktemp("u2"), "phc_u373", net, state)
+    paper = {"_target_": "unetkit.transforms.AsInstancesd", "keys": "pred"}  # the decoder that streams
+    folder = _bundle(tmp_path_factory.mktemp("u2"), "phc_u373", net, state, decode=paper)
     return load_bundle_model(folder, device="cpu")
 
 
@@ -269,7 +270,8 @@ def test_streaming_gives_the_labels_of_the_in_memory_path(tmp_path, unet2d, rng,
 def test_streaming_drops_small_objects_as_the_bundle_says(tmp_path, rng):
     torch.manual_seed(1)
     net = {"_target_": "unetkit.networks.UNet", "features": [4, 8, 16, 32, 64]}
-    folder = _bundle(tmp_path, "phc_u373", net, UNet(features=(4, 8, 16, 32, 64)).state_dict(), **{"decode#min_size": 5})
+    paper = {"_target_": "unetkit.transforms.AsInstancesd", "keys": "pred", "min_size": 5}
+    folder = _bundle(tmp_path, "phc_u373", net, UNet(features=(4, 8, 16, 32, 64)).state_dict(), decode=paper)
     model = load_bundle_model(folder, device="cpu")
     src = write_image(tmp_path / "big.tif", rng.integers(0, 255, (57, 71), dtype=np.uint8))
     whole = predict_file(model, src, tmp_path / "memory")
@@ -279,3 +281,13 @@ def test_streaming_drops_small_objects_as_the_bundle_says(tmp_path, rng):
     assert whole.objects == streamed.objects == a.max() and np.bincount(a.ravel())[1:].min() >= 5
 
 
+
+
+def test_a_decoder_that_cannot_stream_segments_a_large_image_in_memory(tmp_path, rng):
+    torch.manual_seed(1)
+    net = {"_target_": "unetkit.networks.UNet", "features": [4, 8, 16, 32, 64], "out_channels": 3}
+    folder = _bundle(tmp_path, "phc_u373", net, UNet(out_channels=3, features=(4, 8, 16, 32, 64)).state_dict())
+    model = load_bundle_model(folder, device="cpu")  # the default recipe's three-class watershed
+    src = write_image(tmp_path / "big.tif", rng.integers(0, 255, (57, 71), dtype=np.uint8))
+    r = predict_file(model, src, tmp_path / "out", PredictOptions(stream_pixels=100))
+    assert r.ok and "streamed" not in r.notes and tifffile.imread(r.outputs[0]).shape == (57, 71)
