@@ -37,7 +37,7 @@ def test_unknown_recipe_names_the_ones_there_are(name):
 def test_init_copies_the_recipe_and_fills_metadata(tmp_path):
     folder = init_bundle(tmp_path / "mine", recipe="dic_hela")
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
-        "LICENSE", "configs/common.json", "configs/inference.json", "configs/metadata.json", "configs/multi_gpu_train.json",
+        "LICENSE", "configs/common.json", "configs/inference.json", "configs/metadata.json", "configs/multi_gpu_train.json", "configs/paper.json",
         "configs/train.json", "docs/README.md"]
     assert read_config(folder / "configs" / "train.json") == read_config(REPO_BUNDLES / "dic_hela" / "configs" / "train.json")
     meta = read_config(folder / "configs" / "metadata.json")
@@ -45,7 +45,7 @@ def test_init_copies_the_recipe_and_fills_metadata(tmp_path):
     assert meta["version"] == "0.1.0" and "recipe dic_hela" in meta["changelog"]["0.1.0"]
     image, pred = _io(folder)
     assert (image["spatial_shape"], pred["spatial_shape"]) == ([572, 572], [388, 388])
-    assert (image["num_channels"], pred["num_channels"]) == (1, 2)
+    assert (image["num_channels"], pred["num_channels"]) == (1, 3)  # background, interior, boundary
 
 
 def test_init_shapes_follow_the_network_geometry(tmp_path, monkeypatch):

@@ -52,7 +52,9 @@ def test_training_writes_a_complete_runnable_bundle(tmp_path, demo):
     assert [r["step"] for r in rows] == ["2", "4"]
     assert set(rows[0]) == {"step", "loss", "val_iou", "val_seg"}
     assert all(0 <= float(r["val_iou"]) <= 1 for r in rows)
-    assert result.steps == 4 and result.metrics["val_iou"] == pytest.approx(float(rows[-1]["val_iou"]))
+    best = json.loads((out / "models" / "best.json").read_text())  # the model is the best validation's
+    row = next(r for r in rows if int(r["step"]) == best["step"])
+    assert result.steps == 4 and result.metrics["val_iou"] == pytest.approx(float(row["val_iou"]))
     # the network is written once (common.json), so the trained weights load into the inference network
     common = json.loads((out / "configs" / "common.json").read_text())
     net = UNet(**{k: v for k, v in common["network_def"].items() if k != "_target_"})
@@ -106,7 +108,7 @@ def test_an_interrupted_run_resumes_bit_for_bit_with_the_decaying_rate(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         _train(cut, demo, steps=6, overrides={"ckpt_interval": 3})
     monkeypatch.setattr(StepCheckpointer, "save", real_save)
-    assert not (cut / "models" / "model.pt").exists()
+    assert json.loads((cut / "models" / "best.json").read_text())["step"] == 2  # the best so far is kept
     _train(cut, demo, steps=6, resume=True, overrides={"ckpt_interval": 3})
     a, b = _weights(whole), _weights(cut)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -129,7 +131,8 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
         _train(out, demo, steps=6)
     assert (out / "checkpoints" / "ckpt_step_2.pt").is_file()
     assert not (out / "checkpoints" / "ckpt_step_4.pt").exists()
-    assert not (out / "models" / "model.pt").exists()
+    # the model is the best validated before the loss broke (step 2), never weights after it
+    assert json.loads((out / "models" / "best.json").read_text())["step"] == 2
 
 
 def test_missing_data_names_the_fetch_command(tmp_path, monkeypatch):
@@ -184,15 +187,19 @@ def test_monai_runner_runs_the_same_train_json(tmp_path, demo):
 def test_two_gloo_ranks_train_like_one_process_with_the_same_global_batch(tmp_path, demo):
     # dropout off: two ranks draw their own dropout masks, one process draws them for its whole batch; exact
     # (float32, NCHW): a batch of 2 and two batches of 1 round alike only to float32's precision, not bf16's
+    # SGD (the paper's overlay): Adam's first steps move each weight by about lr * sign(gradient), so the
+    # last-bit differences of an all-reduce would show as whole steps in near-zero gradients
     no_dropout = {"network_def::dropout": 0.0, "exact": True}
-    _train(tmp_path / "one", demo, steps=3, overrides={**no_dropout, "batch_size": 2})
-    _train(tmp_path / "two", demo, steps=3, overrides=no_dropout, nproc=2)
-    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    paper = ["configs/paper.json"]
+    _train(tmp_path / "one", demo, steps=3, overrides={**no_dropout, "batch_size": 2}, overlays=paper)
+    _train(tmp_path / "two", demo, steps=3, overrides=no_dropout, nproc=2, overlays=paper)
+    # the last weights (the model is the best validation's, and each rank validates its share of the frames)
+    a, b = (torch.load(tmp_path / d / "checkpoints" / "ckpt_step_3.pt", weights_only=True)["network"] for d in ("one", "two"))
     assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
     from monai.utils import set_determinism
 
     set_determinism(seed=0)  # the bundle's initialize, then the network's He init: the weights before training
-    start = UNet(features=SMALL["network_def::features"], dropout=0.0).state_dict()
+    start = UNet(features=SMALL["network_def::features"], dropout=0.0).state_dict()  # two classes: paper.json
     assert not all(torch.equal(start[k], a[k]) for k in a), "training did not move the weights"
     rows = list(csv.DictReader(open(tmp_path / "two" / "metrics.csv")))
     assert [r["step"] for r in rows] == ["2", "3"]  # written once, by rank 0
