@@ -42,7 +42,7 @@ def test_a_fresh_pack_passes_every_check(bundle, tmp_path):
                                "forward pass": "pass", "precision": "warn", "docs": "pass"}
     files = sum(1 for p in bundle.rglob("*") if p.is_file())
     assert f"{files} files match MANIFEST.sha256" in _detail(checks, "checksums")
-    assert _detail(checks, "forward pass") == "image (1, 1, 572, 572) float32 -> pred (1, 2, 388, 388) float32"
+    assert _detail(checks, "forward pass") == "image (1, 1, 572, 572) float32 -> pred (1, 3, 388, 388) float32"
 
 
 def test_a_tampered_zip_fails_and_nothing_else_runs(bundle, tmp_path):
@@ -91,7 +91,7 @@ def test_a_declared_output_shape_the_network_does_not_give_fails(bundle):
     write_config(bundle / "configs" / "metadata.json", meta)
     checks = verify_bundle(bundle)
     assert _status(checks)["forward pass"] == "fail"
-    assert "gave (1, 2, 388, 388) float32; metadata.json declares pred (1, 2, 572, 572)" in _detail(checks, "forward pass")
+    assert "gave (1, 3, 388, 388) float32; metadata.json declares pred (1, 3, 572, 572)" in _detail(checks, "forward pass")
 
 
 def test_an_invalid_declared_input_size_fails_the_forward_pass(bundle):
