@@ -287,7 +287,7 @@ def test_a_zip_bomb_is_refused_before_anything_is_unpacked(bundle, tmp_path, cac
     z = pack_bundle(bundle, tmp_path / "bomb.zip")
     assert z.stat().st_size < 1 << 20
     with pytest.raises(BundleError, match=r"bomb\.zip: unpacks to 16\.\d MiB, more than the limit of 1\.0 MiB; "
-                                          r"nothing was unpacked \(.*raise the limit \(max_unpacked_bytes=\)\)"):
+                                          r"nothing was unpacked \(.*raise the limit: unetkit --max-bundle-size N .*max_unpacked_bytes="):
         open_bundle(z, max_unpacked_bytes=1 << 20)
     assert _nothing_cached(cache)
     assert (open_bundle(z) / "docs" / "zeros.bin").stat().st_size == 16 << 20  # the default limit fits it
@@ -338,3 +338,18 @@ def test_pack_refuses_a_bare_git_repository(bundle, tmp_path):
         (bundle / rel).write_text("x")
     with pytest.raises(BundleError, match=r"holds a git repository \(HEAD, objects/, refs/\)"):
         pack_bundle(bundle, tmp_path / "b.zip")
+
+
+def test_the_zip_limits_are_raised_from_the_command_line(bundle, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from unetkit.bundle import archive
+    from unetkit.cli.app import app
+
+    monkeypatch.setattr(archive, "MAX_UNPACKED_BYTES", archive.MAX_UNPACKED_BYTES)  # restored after the test
+    (bundle / "docs" / "zeros.bin").write_bytes(bytes(3 << 20))
+    z = pack_bundle(bundle, tmp_path / "big.zip")
+    small = CliRunner().invoke(app, ["--max-bundle-size", "1MiB", "bundle", "verify", str(z)])
+    assert small.exit_code != 0 and "--max-bundle-size" in small.output and "Traceback" not in small.output
+    large = CliRunner().invoke(app, ["--max-bundle-size", "64MiB", "bundle", "verify", str(z)])
+    assert "more than the limit" not in large.output, large.output

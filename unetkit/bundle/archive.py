@@ -285,8 +285,8 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "unetkit"
 
 
-def extract_bundle_zip(archive: str | os.PathLike, *, max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
-                       max_files: int = MAX_FILES) -> Path:
+def extract_bundle_zip(archive: str | os.PathLike, *, max_unpacked_bytes: int | None = None,
+                       max_files: int | None = None) -> Path:
     """Check a bundle zip and unpack it into the cache; returns the bundle folder inside it.
 
     Nothing is executed and nothing reaches the cache folder's final name unless every check passes.
@@ -311,6 +311,9 @@ def extract_bundle_zip(archive: str | os.PathLike, *, max_unpacked_bytes: int = 
     cached = _reuse(final)
     if cached is not None:
         return cached
+    # None: the module's limits, which `unetkit --max-bundle-size/--max-bundle-files` raise for one run
+    max_unpacked_bytes = MAX_UNPACKED_BYTES if max_unpacked_bytes is None else max_unpacked_bytes
+    max_files = MAX_FILES if max_files is None else max_files
     limits = (max_unpacked_bytes, max_files)
     _check_entry_count(archive, max_files)
     try:
@@ -348,7 +351,9 @@ def _size(n: int) -> str:
 
 def _too_big(archive: Path, what: str, keyword: str) -> BundleError:
     return BundleError(f"{what}; nothing was unpacked", path=archive,
-                       fix=f"if you expect a bundle this large and trust its source, raise the limit ({keyword}=)")
+                       fix=f"if you expect a bundle this large and trust its source, raise the limit: "
+                           f"unetkit --max-bundle-{'size' if keyword == 'max_unpacked_bytes' else 'files'} N ... "
+                           f"({keyword}= in Python)")
 
 
 def _check_entry_count(archive: Path, max_files: int) -> None:

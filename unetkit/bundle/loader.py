@@ -15,15 +15,15 @@ import os
 import zipfile
 from pathlib import Path
 
-from unetkit.bundle.archive import MANIFEST, MAX_FILES, MAX_UNPACKED_BYTES, check_manifest, extract_bundle_zip
+from unetkit.bundle.archive import MANIFEST, check_manifest, extract_bundle_zip
 from unetkit.bundle.safety import ensure_safe
 from unetkit.errors import BundleError
 
 __all__ = ["open_bundle"]
 
 
-def open_bundle(path: str | os.PathLike, *, trust: bool = False, max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
-                max_files: int = MAX_FILES) -> Path:
+def open_bundle(path: str | os.PathLike, *, trust: bool = False, max_unpacked_bytes: int | None = None,
+                max_files: int | None = None) -> Path:
     """The bundle folder for ``path``, checked and ready to hand to MONAI.
 
     Args:

@@ -77,8 +77,18 @@ def _root(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+    max_bundle_size: Annotated[Optional[str], typer.Option("--max-bundle-size", help="Largest unpacked size of a bundle zip (default 4GiB), e.g. 8GiB.")] = None,
+    max_bundle_files: Annotated[Optional[int], typer.Option("--max-bundle-files", help="Most entries in a bundle zip (default 10000).")] = None,
 ):
     _state["debug"] = debug
+    if max_bundle_size is not None or max_bundle_files is not None:
+        from unetkit.bundle import archive
+        from unetkit.predict.model import parse_size
+
+        if max_bundle_size is not None:
+            archive.MAX_UNPACKED_BYTES = parse_size(max_bundle_size, option="--max-bundle-size")
+        if max_bundle_files is not None:
+            archive.MAX_FILES = int(max_bundle_files)
 
 
 def _register() -> None:

@@ -122,7 +122,7 @@ _UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "KIB": 2**10, "M": 1e6, "MB": 1e6,
           "GIB": 2**30, "T": 1e12, "TB": 1e12, "TIB": 2**40}
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, *, option: str = "--memory") -> int:
     """``"512MiB"``, ``"2GiB"``, ``"1.5GB"``, ``"1000000"`` -> bytes.
 
     Examples:
@@ -138,7 +138,7 @@ def parse_size(text: str) -> int:
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(text))
     unit = m.group(2).upper() if m else None
     if m is None or unit not in _UNITS or float(m.group(1)) <= 0:
-        raise UnetkitError(f"--memory {text}: expected a size such as 512MiB or 2GiB")
+        raise UnetkitError(f"{option} {text}: expected a size such as 512MiB or 2GiB")
     return int(float(m.group(1)) * _UNITS[unit])
 
 
