@@ -1,22 +1,28 @@
-"""Inference speed: unetkit's overlap-tile pipeline beside a naive tile loop and MONAI's sliding window.
+"""Inference speed: unetkit's overlap-tile pipeline beside MONAI's sliding window and a naive tile loop.
 
-All three run end to end on the same TIFF in the same process: read, pad/tile, network, stitch, argmax,
-write a label TIFF. FLOPs are counted analytically from the convolutions actually run (2 x MACs per
-tile or window, shapes traced on the ``meta`` device), so FLOP/s compare work done, and seconds per
-output megapixel compare what a user waits for.
+All run end to end on the same TIFF in the same process: read, pad/tile, network, stitch, argmax, write a
+label TIFF. FLOPs are counted analytically from the convolutions actually run (2 x MACs per tile or window,
+shapes traced on the ``meta`` device), so FLOP/s compare work done, and seconds per output megapixel compare
+what a user waits for.
 
-    python benchmarks/bench_inference.py            # 512², 2048² (paper network), 4096² (half width)
-    python benchmarks/bench_inference.py --quick    # 512² and 1024², quarter-width networks: checks it runs
+    python benchmarks/bench_inference.py --sizes 512 2048    # the issue's two sizes, paper network
+    python benchmarks/bench_inference.py                     # 512², 2048², 4096² (half width)
+    python benchmarks/bench_inference.py --quick             # 512² and 1024², quarter-width networks
 
 - peak: a large float32 matmul and conv-only runs (3x3 convolutions on small maps with many channels,
-  oneDNN, channels-last) give the machine's attainable GFLOP/s; the larger is "peak".
-- unetkit: ``infer_to_array`` from a memory-mapped TIFF into a memory-mapped label TIFF, tile chosen for the
-  default memory budget, channels-last (``--nchw`` for the bit-exact default layout), float32.
-- naive: what most ports do: np.pad the whole image, loop over 572 tiles one at a time (stride 384, so
-  the result is right), float32 logits for the whole image, argmax, write.
-- MONAI: ``sliding_window_inference`` (512² windows, overlap 0.25) with ``BasicUNet`` of the same widths.
-- ablation (full run only): one forward pass of the paper network on a 700 tile: NCHW vs channels-last,
-  oneDNN off, 1 thread; and channels-last on 572 to 1212 tiles (rate against tile size).
+  oneDNN, channels-last) give the machine's attainable float32 GFLOP/s; the larger is "peak".
+- unetkit: ``infer_to_array`` with its defaults (channels-last; the precision ``"auto"`` takes on this CPU for a
+  trained network: bfloat16 autocast with AVX512-BF16/AMX, else float32; see :func:`auto_settings`) from a
+  memory-mapped TIFF into a memory-mapped label TIFF, tile chosen for the default memory budget. ``--exact``
+  adds a row for the bit-exact path (float32, NCHW).
+- bare network: the same network on the same tiles (same precision and layout), forward passes only, no
+  reading, gathering, argmax or writing: what the end-to-end figure is measured against.
+- MONAI: ``sliding_window_inference`` (512² windows, overlap 0.25) with ``BasicUNet`` of the same widths, as
+  a user runs it (float32, NCHW); ``--monai-same-precision`` adds a row with unetkit's precision and layout.
+- naive (``--naive``): np.pad the whole image, loop over 572 tiles one at a time (stride 384, so the result is
+  right), float32 logits for the whole image, argmax, write.
+- ``--ablation``: one forward pass of the paper network on a 700 tile: NCHW vs channels-last, float32 vs
+  bfloat16, oneDNN off, 1 thread; and channels-last on 572 to 1212 tiles (rate against tile size).
 
 Each method is warmed up first (on the same image up to 1024², else on a 300² one): oneDNN builds its
 kernels on the first call of each shape.
@@ -25,6 +31,7 @@ kernels on the first call of each shape.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import tempfile
@@ -38,7 +45,9 @@ from monai.inferers import sliding_window_inference
 from monai.networks.nets import BasicUNet
 
 from unetkit.inferers import infer_to_array, to_labels
+from unetkit.inferers.engine import to_layout
 from unetkit.networks import UNet
+from unetkit.precision import autocast, dtype_name, resolve_precision
 
 
 def conv_flops(network: torch.nn.Module, shape) -> int:
@@ -103,12 +112,12 @@ def cell_image(size: int, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def run_unetkit(src: Path, dst: Path, net, *, channels_last: bool) -> tuple[float, int, str]:
+def run_unetkit(src: Path, dst: Path, net, **settings) -> tuple[float, int, str]:
     start = time.perf_counter()
     image = tifffile.memmap(src, mode="r")
     out = tifffile.memmap(dst, shape=image.shape, dtype=np.uint8)
     plan = infer_to_array(
-        image[None], net, out, amp=False, channels_last=channels_last,
+        image[None], net, out, **settings,
         preprocess=lambda tile: tile.astype(np.float32) / 255.0, postprocess=to_labels,
     )  # fmt: skip
     out.flush()
@@ -116,6 +125,29 @@ def run_unetkit(src: Path, dst: Path, net, *, channels_last: bool) -> tuple[floa
     seconds = time.perf_counter() - start
     work = plan.n_tiles * conv_flops(net, (1, 1, *plan.tile))
     return seconds, work, f"{plan.n_tiles} x {plan.tile[0]}x{plan.tile[1]}, waste {plan.waste:.2f}"
+
+
+def auto_settings() -> tuple[dict, str]:
+    """unetkit's default on this machine for a trained network: ``precision="auto"`` resolved for the CPU.
+
+    The benchmark's networks have random weights, whose two logits nearly tie everywhere; the inferer's
+    check on the first tile (:mod:`unetkit.inferers.guard`) would keep them in float32, as it should. A
+    trained network's labels agree (the demo model: 99.98 %), so the precision ``auto`` picks for the
+    hardware is set explicitly here."""
+    dtype, reason = resolve_precision("auto", "cpu")
+    return {"precision": {None: "fp32", torch.bfloat16: "bf16"}[dtype]}, reason
+
+
+def run_bare(net, tile: tuple[int, int], n_tiles: int, dtype, layout) -> tuple[float, int, str]:
+    """The network alone on ``n_tiles`` tiles of ``tile`` (one timed forward pass, times the count; the shape
+    is warm: unetkit's run before it ran the same tiles)."""
+    to_layout(net, layout)
+    x = torch.rand(1, 1, *tile).contiguous(memory_format=layout)
+    with torch.inference_mode(), autocast(torch.device("cpu"), dtype):
+        start = time.perf_counter()
+        net(x)
+        seconds = (time.perf_counter() - start) * n_tiles
+    return seconds, n_tiles * conv_flops(net, x.shape), f"{n_tiles} x {tile[0]}x{tile[1]} forward passes only"
 
 
 def run_naive(src: Path, dst: Path, net, tile: int = 572) -> tuple[float, int, str]:
@@ -144,14 +176,14 @@ def run_naive(src: Path, dst: Path, net, tile: int = 572) -> tuple[float, int, s
     return seconds, work, f"{ny * nx} x {tile}x{tile}, waste {ny * nx * tile * tile / (h * w):.2f}"
 
 
-def run_monai(src: Path, dst: Path, net, roi: int = 512) -> tuple[float, int, str]:
+def run_monai(src: Path, dst: Path, net, roi: int = 512, dtype=None) -> tuple[float, int, str]:
     calls = []
     hook = net.register_forward_pre_hook(lambda m, inputs: calls.append(tuple(inputs[0].shape)))
     try:
         start = time.perf_counter()
         image = torch.from_numpy(tifffile.imread(src).astype(np.float32) / 255.0)[None, None]
-        with torch.no_grad():
-            logits = sliding_window_inference(image, (roi, roi), 1, net, overlap=0.25)
+        with torch.no_grad(), autocast(torch.device("cpu"), dtype):
+            logits = sliding_window_inference(image, (roi, roi), 1, net, overlap=0.25).float()
         tifffile.imwrite(dst, logits[0].argmax(0).numpy().astype(np.uint8))
         seconds = time.perf_counter() - start
     finally:
@@ -163,24 +195,26 @@ def run_monai(src: Path, dst: Path, net, roi: int = 512) -> tuple[float, int, st
 
 
 def ablation(peak: float) -> None:
-    import copy
-
     net = UNet().eval()
     cl = copy.deepcopy(net).to(memory_format=torch.channels_last)
     threads = torch.get_num_threads()
-    cases = [("NCHW", net, 700, {}), ("channels-last", cl, 700, {}), ("NCHW, oneDNN off", net, 700, {"mkldnn": False})]
+    cases = [("NCHW float32 (--exact)", net, 700, {}), ("channels-last float32", cl, 700, {}),
+             ("channels-last bfloat16", cl, 700, {"dtype": torch.bfloat16}),
+             ("NCHW bfloat16", net, 700, {"dtype": torch.bfloat16}), ("NCHW, oneDNN off", net, 700, {"mkldnn": False})]
     cases.append(("channels-last, 1 thread", cl, 700, {"threads": 1}))
-    cases += [(f"channels-last, {t}² tile", cl, t, {}) for t in (572, 956, 1212)]
-    print("\nablation: paper network, one tile, best of 2 (s / MPx: per output megapixel of the tile)")
+    cases += [(f"channels-last bf16, {t}² tile", cl, t, {"dtype": torch.bfloat16}) for t in (572, 956, 1212)]
+    print("\nablation: paper network, one tile, best of 2 (s / MPx: per output megapixel of the tile; % of the "
+          "float32 peak)")
     for name, model, size, opts in cases:
         x = torch.rand(1, 1, size, size)
         work = conv_flops(net, x.shape)
         torch.set_num_threads(opts.get("threads", threads))
-        with torch.backends.mkldnn.flags(enabled=opts.get("mkldnn", True)), torch.inference_mode():
+        with torch.backends.mkldnn.flags(enabled=opts.get("mkldnn", True)), torch.inference_mode(), \
+                autocast(torch.device("cpu"), opts.get("dtype")):
             seconds = best_of(lambda: model(x), 2)
         torch.set_num_threads(threads)
         rate, per_mpx = work / seconds / 1e9, seconds / ((size - 184) ** 2 / 1e6)
-        print(f"  {name:28s} {size:5d}² {seconds:7.2f} s {per_mpx:6.2f} s/MPx {rate:7.1f} GFLOP/s "
+        print(f"  {name:30s} {size:5d}² {seconds:7.2f} s {per_mpx:6.2f} s/MPx {rate:7.1f} GFLOP/s "
               f"{100 * rate / peak:5.1f} % of peak")  # fmt: skip
 
 
@@ -188,15 +222,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small images and narrow networks: checks that it runs")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all CPUs)")
-    parser.add_argument("--nchw", action="store_true", help="unetkit in its bit-exact NCHW default, not channels-last")
     parser.add_argument("--sizes", type=int, nargs="*", help="image sizes (default 512 2048 4096; quick: 512 1024)")
+    parser.add_argument("--exact", action="store_true", help="add a row for unetkit's bit-exact path (float32, NCHW)")
+    parser.add_argument("--naive", action="store_true", help="add a row for a naive 572 tile loop")
+    parser.add_argument("--monai-same-precision", action="store_true",
+                        help="add a row for MONAI's sliding window with unetkit's precision and layout")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of all methods in turn; best of each (default 2)")
+    parser.add_argument("--ablation", action="store_true", help="one-tile ablation of layout, precision, tile size")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     peaks = measure_peak(args.quick)
     peak = max(peaks.values())
-    print(f"torch {torch.__version__}, {args.threads} thread(s); peak: matmul {peaks['matmul']:.1f} GFLOP/s, "
+    print(f"torch {torch.__version__}, {args.threads} thread(s); float32 peak: matmul {peaks['matmul']:.1f} GFLOP/s, "
           f"conv-only {peaks['conv']:.1f} GFLOP/s -> peak {peak:.1f} GFLOP/s")  # fmt: skip
 
     def nets(width):
@@ -206,42 +245,61 @@ def main():
 
     sizes = args.sizes or ([512, 1024] if args.quick else [512, 2048, 4096])
     width = {s: (16 if args.quick else 64 if s <= 2048 else 32) for s in sizes}
-    print(f"{'image':>10s} {'method':24s} {'net':>5s} {'seconds':>8s} {'s/MPx':>7s} {'GFLOP':>7s} {'GFLOP/s':>8s} "
+    print(f"{'image':>10s} {'method':34s} {'net':>5s} {'seconds':>8s} {'s/MPx':>7s} {'GFLOP':>7s} {'GFLOP/s':>8s} "
           f"{'% peak':>6s}  tiles")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         small = Path(tmp) / "warm.tif"
         tifffile.imwrite(small, cell_image(300))
-        warm = set()
         for size in sizes:
             src = Path(tmp) / f"in_{size}.tif"
             tifffile.imwrite(src, cell_image(size))
             net, basic = nets(width[size])
-            cl = not args.nchw
-            runs = [
-                ("unetkit overlap-tile", lambda p: run_unetkit(p, Path(tmp) / "a.tif", net, channels_last=cl)),
-                ("naive 572 loop", lambda p: run_naive(p, Path(tmp) / "b.tif", net)),
-                ("MONAI sliding window", lambda p: run_monai(p, Path(tmp) / "c.tif", basic)),
-            ]
-            results = {}
+            settings, reason = auto_settings()
+            dtype, layout, layout_name = resolve_precision(settings["precision"], "cpu")[0], torch.channels_last, "CL"
+            default = f"unetkit default, {dtype_name(dtype)} {layout_name}"
+            print(f"{'':10s} unetkit's default here: {reason}, channels-last", flush=True)
+            runs = [(default, lambda p: run_unetkit(p, Path(tmp) / "a.tif", net, **settings))]
+            if args.exact:
+                exact_net = copy.deepcopy(net)  # its own copy: exact converts the weights back to NCHW in place
+                runs.append(("unetkit exact, float32 NCHW",
+                             lambda p: run_unetkit(p, Path(tmp) / "e.tif", exact_net, exact=True)))
+            runs.append(("MONAI sliding window, float32", lambda p: run_monai(p, Path(tmp) / "c.tif", basic)))
+            if args.monai_same_precision:
+                fast = copy.deepcopy(basic).to(memory_format=torch.channels_last)
+                runs.append((f"MONAI sliding window, {dtype_name(dtype)} {layout_name}",
+                             lambda p: run_monai(p, Path(tmp) / "d.tif", fast, dtype=dtype)))
+            if args.naive:
+                runs.append(("naive 572 loop, float32", lambda p: run_naive(p, Path(tmp) / "b.tif", net)))
+            # oneDNN builds kernels on the first call of each shape: warm up on this image where that is cheap,
+            # else on a small one (the cold cost, ~0.5 s, is then <1 % of the run); then the methods take turns,
+            # --repeats rounds, best of each, so that load from other processes hits them alike
             for name, run in runs:
-                # oneDNN builds kernels on the first call of each shape: warm up on this image where that is
-                # cheap, else on a small one (the cold cost, ~0.5 s, is then <1 % of the run)
-                if size <= 1024:
-                    run(src)
-                elif width[size] not in warm:
-                    run(small)
-                seconds, work, note = run(src)
-                results[name] = seconds
-                rate = work / seconds / 1e9
-                per_mpx = seconds / (size * size / 1e6)
-                print(f"{size:>5d}²     {name:24s} {width[size]:>5d} {seconds:8.2f} {per_mpx:7.2f} "
-                      f"{work / 1e9:7.0f} {rate:8.1f} {100 * rate / peak:6.1f}  {note}", flush=True)  # fmt: skip
-            warm.add(width[size])
-            ours = results["unetkit overlap-tile"]
-            print(f"{'':10s} unetkit is {results['naive 572 loop'] / ours:.2f}x the naive loop and "
-                  f"{results['MONAI sliding window'] / ours:.2f}x MONAI (seconds per output megapixel)")  # fmt: skip
-    if not args.quick:
+                run(src if size <= 1024 else small)
+            plan_note = run_unetkit(src, Path(tmp) / "a.tif", net, **settings)[2]
+            n_tiles, tile = int(plan_note.split(" x ")[0]), int(plan_note.split(" x ")[1].split("x")[0])
+            bare = f"bare network, {dtype_name(dtype)} {layout_name}"
+            runs.append((bare, lambda p: run_bare(net, (tile, tile), n_tiles, dtype, layout)))
+            best: dict[str, tuple[float, int, str]] = {}
+            for _ in range(args.repeats):
+                for name, run in runs:
+                    seconds, work, note = run(src)
+                    if name not in best or seconds < best[name][0]:
+                        best[name] = (seconds, work, note)
+            for name, _ in runs:
+                _row(size, name, width[size], *best[name], peak)
+            ours = best[default][0]
+            ratios = [f"{best[name][0] / ours:.2f}x {name}" for name, _ in runs if name not in (default, bare)]
+            print(f"{'':10s} unetkit's default, seconds per output megapixel: {', '.join(ratios)}; end to end at "
+                  f"{100 * best[bare][0] / ours:.0f} % of the bare network's rate", flush=True)  # fmt: skip
+    if args.ablation:
         ablation(peak)
+
+
+def _row(size, name, width, seconds, work, note, peak) -> None:
+    rate = work / seconds / 1e9
+    per_mpx = seconds / (size * size / 1e6)
+    print(f"{size:>5d}²     {name:34s} {width:>5d} {seconds:8.2f} {per_mpx:7.2f} {work / 1e9:7.0f} {rate:8.1f} "
+          f"{100 * rate / peak:6.1f}  {note}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
