@@ -12,7 +12,7 @@ merged as MONAI's runner merges them) the same objects MONAI's runner builds, by
   the statistics come from the whole image and each tile is normalised as it is read, so images larger than
   memory stream;
 - ``inferer``: :class:`~unetkit.inferers.OverlapTileInferer`, whose frozen settings the CLI's ``--tile``,
-  ``--batch``, ``--amp``, ``--tta`` override (:meth:`BundleModel.with_settings`, checked once);
+  ``--batch``, ``--precision``, ``--exact``, ``--memory``, ``--tta`` override (:meth:`BundleModel.with_settings`, checked once);
 - ``decode``: :class:`~unetkit.transforms.AsInstancesd` (instance labels: foreground classes, connectivity,
   ``min_size``) or MONAI's ``AsDiscreted(argmax=True)`` (class indices).
 
