@@ -4,7 +4,6 @@ and a mixed folder of good and bad files (every bad one named, every good one wr
 import hashlib
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 import tifffile

@@ -11,7 +11,7 @@ from unetkit.bundle.export import ExportableUNet
 from unetkit.errors import BundleError
 from unetkit.bundle.network import build_network
 from unetkit.networks import UNet
-from tiny_bundles import TINY, make_tiny_bundle
+from tiny_bundles import make_tiny_bundle
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from unetkit.bundle.config import CONFIG_NAMES, apply_overrides, get_key, job_files, merged_config, read_config, write_config
+from unetkit.bundle.config import CONFIG_NAMES, apply_overrides, get_key, job_files, read_config, write_config
 from unetkit.bundle.loader import open_bundle
 from unetkit.errors import DataError, TrainingError, UnetkitError, find_user_error
 from unetkit.launch import check_launch, torchrun, torchrun_command

@@ -25,6 +25,8 @@ from unetkit.transforms.load import LoadImage, LoadImaged
 from unetkit.transforms.save import SaveMask, SaveMaskd
 
 __all__ = [
+    "SaveMask",
+    "SaveMaskd",
     "AsInstances",
     "AsInstancesd",
     "DistanceInstances",
