@@ -35,7 +35,7 @@ from skimage.morphology import reconstruction
 from skimage.segmentation import watershed
 
 from unetkit.transforms.instances import label_foreground
-from unetkit.transforms.labels import MAX_DENSE_LABEL, label_array
+from unetkit.transforms.labels import MAX_DENSE_LABEL, annotated_labels
 
 __all__ = [
     "DistanceInstances",
@@ -251,9 +251,7 @@ class InstanceToThreeClass(Transform):
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         """Return the ``(1, *spatial)`` uint8 target for the ``(1, *spatial)`` instance labels ``img``."""
-        labels = label_array(img, ignore_value=self.ignore_value)
-        if self.ignore_value is not None:
-            labels = np.where(labels == self.ignore_value, 0, labels)
+        labels = annotated_labels(img, ignore_value=self.ignore_value)
         return _like(three_class_target(labels, boundary=self.boundary)[None], img)
 
 
@@ -421,9 +419,7 @@ class InstanceToDistance(Transform):
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         """Return the ``(2, *spatial)`` float32 target for the ``(1, *spatial)`` instance labels ``img``."""
-        labels = label_array(img, ignore_value=self.ignore_value)
-        if self.ignore_value is not None:
-            labels = np.where(labels == self.ignore_value, 0, labels)
+        labels = annotated_labels(img, ignore_value=self.ignore_value)
         target = np.stack([(labels > 0).astype(np.float32), distance_target(labels)])
         return _like(target, img)
 

@@ -30,6 +30,18 @@ logger = logging.getLogger(__name__)
 MAX_DENSE_LABEL = 1 << 22
 
 
+def annotated_labels(img: NdarrayOrTensor, *, ignore_value: int | None = None) -> np.ndarray:
+    """:func:`label_array` with ``ignore_value`` pixels set to background: what a training target is made of
+    (the ignored pixels weigh nothing in the loss, so their class does not matter).
+
+    Examples:
+        >>> annotated_labels(np.array([[[0, 1, 9]]]), ignore_value=9).tolist()
+        [[0, 1, 0]]
+    """
+    labels = label_array(img, ignore_value=ignore_value)
+    return labels if ignore_value is None else np.where(labels == ignore_value, 0, labels)
+
+
 def label_array(img: NdarrayOrTensor, *, name: str = "labels", ignore_value: int | None = None) -> np.ndarray:
     """Check a ``(1, *spatial)`` instance-label image and return its ``spatial`` part as integer numpy.
 
@@ -212,9 +224,7 @@ class InstanceToSemantic(Transform):
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         """Return the ``(1, *spatial)`` uint8 target for the ``(1, *spatial)`` instance labels ``img``."""
-        labels = label_array(img, ignore_value=self.ignore_value)
-        if self.ignore_value is not None:
-            labels = np.where(labels == self.ignore_value, 0, labels)
+        labels = annotated_labels(img, ignore_value=self.ignore_value)
         target = (separate_touching(labels, gap=self.gap) > 0).astype(np.uint8)[None]
         out, *_ = convert_to_dst_type(target, dst=img, dtype=target.dtype)
         return out
