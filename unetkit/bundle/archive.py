@@ -64,7 +64,8 @@ MAX_FILES = 10_000
 _MAX_MANIFEST_BYTES = 16 << 20
 _COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # what zip tools write; others are refused
 _GIT_LAYOUT = {"HEAD", "objects", "refs"}  # a bare repository: git finds one without any .git
-_RUN_LEFTOVERS = ("checkpoints", "eval")  # top-level folders a training or inference run leaves behind
+# top-level folders a training or inference run leaves behind (a fold ensemble's weights are all in models/)
+_RUN_LEFTOVERS = ("checkpoints", "eval", "folds")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold: no trace of when it was packed
 _FILE_MODE = 0o100644 << 16  # regular file, rw-r--r--
 _CHUNK = 1 << 20

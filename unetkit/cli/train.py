@@ -24,6 +24,9 @@ def train(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the run (default: the bundle's).")] = None,
     overlay: Annotated[Optional[list[str]], typer.Option("--overlay", help="An extra config layered after train.json, e.g. configs/paper.json (the paper's exact optimiser and decoder); repeatable.")] = None,
     no_plan: Annotated[bool, typer.Option("--no-plan", help="Keep the bundle exactly as written: no plan from the data (sizes, object diameter) adapts it.")] = False,
+    finetune: Annotated[bool, typer.Option("--finetune", help="Start from BUNDLE's trained weights (a folder or zip, scanned as any shared bundle) with the plan's fine-tuning schedule: a fifth of the learning rate, 100 steps per annotated frame (200-2000). The new bundle's metadata records its parent. --set freeze_encoder=true also keeps the contracting path.")] = False,
+    folds: Annotated[Optional[int], typer.Option("--folds", help="K-fold cross-validation: train K folds of the training frames (whole sequences per fold when there are K), report each fold's and the pooled validation, and make the output one bundle that averages the folds' probabilities.")] = None,
+    fold: Annotated[Optional[int], typer.Option("--fold", help="With --folds: train this fold only (0..K-1), e.g. one per machine; copy the folds/fold_<i> folders together and run --folds K to assemble.")] = None,
     ignore_label: Annotated[Optional[int], typer.Option("--ignore-label", help="Label value of unannotated pixels: they weigh nothing in the loss (partial annotation, as the Cell Tracking Challenge's gold truth).")] = None,
     precision: Annotated[Optional[Literal["auto", "fp32", "bf16", "fp16"]], typer.Option("--precision", help="auto: bfloat16 autocast where this machine computes it natively (`unetkit doctor` says), float32 elsewhere; fp32, bf16, or fp16 (CUDA only, with the trainer's gradient scaler). The loss and weight map stay float32. Default: the bundle's (auto).")] = None,
     exact: Annotated[bool, typer.Option("--exact", help="The bit-exact path, the earlier default: float32 in NCHW layout, and validation equal to whole-image passes bit for bit on this machine.")] = False,
@@ -56,6 +59,14 @@ def train(
     kwargs = dict(data=data, output=output, steps=steps, epochs=epochs, device=device, resume=resume,
                   overwrite=overwrite, overrides=overrides, seed=seed, use_plan=not no_plan, overlays=overlay or [], trust=trust, nproc=nproc, nnodes=nnodes,
                   node_rank=node_rank, master_addr=master_addr, master_port=master_port)
+    if fold is not None and folds is None:
+        raise UnetkitError("--fold needs --folds K (how many folds the data is split into)")
+    if folds is not None:
+        if finetune:
+            raise UnetkitError("--folds and --finetune exclude each other: fine-tune one bundle, or train folds")
+        _train_folds(bundle, folds, fold, kwargs)
+        return
+    kwargs["finetune"] = finetune
     if show_progress() and nproc * nnodes == 1:
         with _Bar() as bar:
             result = train_bundle(bundle, progress=bar.update, **kwargs)
@@ -64,6 +75,46 @@ def train(
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     out.print(f"trained {result.steps} steps; the model's validation: {shown or 'no validation ran'}")
     out.print(f"bundle: {result.output}  (weights: {result.model.relative_to(result.output)})")
+
+
+def _train_folds(bundle, folds, fold, kwargs) -> None:
+    from rich.table import Table
+
+    from unetkit.training.folds import train_folds
+
+    bars: list[_Bar] = []  # one bar per fold; the last one closes when the run ends
+
+    def close_bars():
+        while bars:
+            bars.pop().__exit__(None, None, None)
+
+    def on_fold(i, k):
+        close_bars()
+        err.print(f"[bold]fold {i}[/] of {k}")
+        if show_progress() and kwargs["nproc"] * kwargs["nnodes"] == 1:
+            bars.append(_Bar().__enter__())
+            return bars[-1].update
+        return _log_validations
+
+    try:
+        result = train_folds(bundle, folds=folds, fold=fold, on_fold=on_fold, **kwargs)
+    finally:
+        close_bars()
+    names = sorted({n for f in result.folds for n in f["metrics"] if n.startswith("val_")})
+    table = Table(title=f"{folds} folds (split by {result.split_by})")
+    for col in ("fold", "validation frames", *names):
+        table.add_column(col, justify="right" if col != "fold" else "left")
+    for f in result.folds:
+        table.add_row(str(f["fold"]), str(len(f["validation"])), *(f"{f['metrics'].get(n, float('nan')):.4f}" for n in names))
+    if len(result.folds) > 1:
+        table.add_row("pooled", str(sum(len(f["validation"]) for f in result.folds)),
+                      *(f"{result.pooled.get(n, float('nan')):.4f}" for n in names))
+    out.print(table)
+    if result.ensemble is not None:
+        out.print(f"ensemble of {folds} folds: {result.ensemble}  (weights: models/model.pt; splits: folds.json)")
+    else:
+        out.print(f"fold(s) trained in {result.output / 'folds'}; run --folds {folds} without --fold to assemble "
+                  "the ensemble when all are there")
 
 
 def _log_validations(*, step, total, loss, metrics) -> None:

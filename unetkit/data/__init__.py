@@ -13,7 +13,7 @@ from unetkit.data.export import export_ctc, export_ctc_folder
 from unetkit.data.fetch import dataset_path, default_data_dir, fetch, is_present
 from unetkit.data.layouts import ctc_datalist, ctc_frames, image_datalist, isbi2012_datalist, msd_datalist
 from unetkit.data.registry import DATASETS, DatasetInfo, dataset_info
-from unetkit.data.split import split_datalist
+from unetkit.data.split import fold_datalist, fold_groups, split_datalist
 
 __all__ = [
     "DATASETS",
@@ -35,4 +35,6 @@ __all__ = [
     "make_demo_volumes",
     "msd_datalist",
     "split_datalist",
+    "fold_datalist",
+    "fold_groups",
 ]

@@ -1,12 +1,14 @@
-"""A fixed train / validation split of a data list, for data sets that have no held-out sequence."""
+"""Fixed train / validation splits of a data list: one held-out part (for data sets that have no held-out
+sequence), or k folds for cross-validation (``unetkit train --folds K``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 from unetkit.errors import DataError
 
-__all__ = ["split_datalist"]
+__all__ = ["split_datalist", "fold_datalist", "fold_groups"]
 
 
 def split_datalist(data: Sequence[dict], *, holdout: int | float, part: str) -> list[dict]:
@@ -43,3 +45,62 @@ def split_datalist(data: Sequence[dict], *, holdout: int | float, part: str) -> 
         raise DataError(f"holdout {holdout}: must be between 1 and {n - 1} for {n} items, or a fraction such as 0.2",
                         fix=f"pass --set holdout=0.2 (or a count below {n})")
     return list(data[: len(data) - holdout]) if part == "train" else list(data[len(data) - holdout :])
+
+
+def fold_groups(data: Sequence[dict], folds: int) -> tuple[str, list[list[dict]]]:
+    """Split a data list into ``folds`` contiguous groups; ``("sequence" | "frame", groups)``.
+
+    Whole sequences (the folder of each image) go to one fold when there are at least ``folds`` of them,
+    since frames of one time-lapse are near-copies of each other; otherwise frames are split, in order, into
+    contiguous runs (for the same reason as :func:`split_datalist`).
+
+    Raises:
+        DataError: fewer than two folds, or fewer frames than folds.
+
+    Examples:
+        >>> d = [{"image": f"{s}/t{i}.tif"} for s in ("01", "02") for i in range(3)]
+        >>> by, groups = fold_groups(d, 2)
+        >>> by, [[x["image"] for x in g] for g in groups][1]
+        ('sequence', ['02/t0.tif', '02/t1.tif', '02/t2.tif'])
+        >>> by, groups = fold_groups(d[:3], 2)
+        >>> by, [len(g) for g in groups]
+        ('frame', [2, 1])
+    """
+    folds = int(folds)
+    if folds < 2:
+        raise DataError(f"--folds {folds}: cross-validation needs at least 2 folds")
+    if len(data) < folds:
+        raise DataError(f"{len(data)} annotated frame(s) cannot make {folds} folds",
+                        fix=f"pass --folds {len(data)} or fewer" if len(data) >= 2 else "add annotated frames")
+    sequences: dict[str, list[dict]] = {}
+    for item in data:
+        sequences.setdefault(str(Path(item["image"]).parent), []).append(item)
+    units, by = (list(sequences.values()), "sequence") if len(sequences) >= folds else ([[i] for i in data], "frame")
+    # contiguous runs of near-equal size: the first len(units) % folds runs take one unit more
+    size, extra = divmod(len(units), folds)
+    groups, start = [], 0
+    for k in range(folds):
+        stop = start + size + (k < extra)
+        groups.append([item for unit in units[start:stop] for item in unit])
+        start = stop
+    return by, groups
+
+
+def fold_datalist(data: Sequence[dict], *, folds: int, fold: int, part: str) -> list[dict]:
+    """Fold ``fold`` of ``folds`` (:func:`fold_groups`): its own items (``part="validation"``) or all others.
+
+    Examples:
+        >>> d = [{"image": f"01/t{i}.tif"} for i in range(5)]
+        >>> [x["image"][-6:] for x in fold_datalist(d, folds=2, fold=1, part="validation")]
+        ['t3.tif', 't4.tif']
+        >>> len(fold_datalist(d, folds=2, fold=1, part="train"))
+        3
+    """
+    if part not in ("train", "validation"):
+        raise ValueError(f"part must be 'train' or 'validation', got {part!r}")
+    _, groups = fold_groups(data, folds)
+    if not 0 <= int(fold) < len(groups):
+        raise DataError(f"--fold {fold}: must be between 0 and {len(groups) - 1} for {len(groups)} folds")
+    if part == "validation":
+        return list(groups[int(fold)])
+    return [item for k, g in enumerate(groups) if k != int(fold) for item in g]

@@ -32,7 +32,7 @@ from unetkit.bundle.config import get_key
 from unetkit.errors import DataError
 from unetkit.plan.fingerprint import fingerprint
 
-__all__ = ["Plan", "plan_settings", "plan_bundle"]
+__all__ = ["Plan", "plan_settings", "plan_bundle", "finetune_settings"]
 
 
 @dataclass
@@ -82,6 +82,37 @@ def plan_settings(fp: Mapping, *, tile, max_steps: int, valid_size: Callable[[in
     return settings, reasons
 
 
+def finetune_settings(fp: Mapping, *, learning_rate: float) -> tuple[dict, dict]:
+    """``(settings, reasons)`` for fine-tuning trained weights on this data (``unetkit train --finetune``).
+
+    The weights start near a solution, so the step is smaller and the run shorter, as in Cellpose 2.0's
+    human-in-the-loop training (a lower rate and 100 epochs instead of 500 for a few corrected images):
+
+    - ``learning_rate``: a fifth of the recipe's, so the first steps refine the features rather than
+      overwrite them;
+    - ``max_steps``: 100 per annotated frame, 200 to 2000, since a handful of frames is the normal case;
+    - ``lr_warmup``: the first 5 % of the steps, since Adam's first updates are full-size whatever the
+      gradient, which would knock the trained weights off their minimum;
+    - ``val_interval``: ten validations in the shorter run.
+
+    Examples:
+        >>> s, _ = finetune_settings({"annotated": 1}, learning_rate=5e-4)
+        >>> s["learning_rate"], s["max_steps"], s["lr_warmup"], s["val_interval"]
+        (0.0001, 200, 10, 20)
+    """
+    frames = int(fp.get("annotated", 1))
+    steps = max(200, min(2000, 100 * frames))
+    settings = {"learning_rate": float(f"{learning_rate / 5:.6g}"), "max_steps": steps,
+                "lr_warmup": steps // 20, "val_interval": max(1, steps // 10)}
+    reasons = {
+        "learning_rate": f"a fifth of the recipe's {learning_rate:g}: fine-tuning refines trained weights",
+        "max_steps": f"100 per annotated frame ({frames}), 200..2000",
+        "lr_warmup": "the first 5 % of the steps: Adam's first updates are full-size",
+        "val_interval": f"ten validations in {steps} steps, to keep the best weights",
+    }
+    return settings, reasons
+
+
 def _data_list(configs: Mapping[str, dict], data: Path, key: str) -> list[dict]:
     from monai.bundle import ConfigParser
 
@@ -107,7 +138,7 @@ def _unannotated(items: list[dict]) -> int:
 
 
 def plan_bundle(configs: Mapping[str, dict], data: str | os.PathLike, *, max_steps: int | None = None,
-                overridden: Mapping[str, Any] | None = None) -> Plan:
+                overridden: Mapping[str, Any] | None = None, finetune: bool = False) -> Plan:
     """Fingerprint the bundle's training data list at ``data`` and choose settings for it.
 
     Args:
@@ -115,6 +146,8 @@ def plan_bundle(configs: Mapping[str, dict], data: str | os.PathLike, *, max_ste
         data: the data set folder.
         max_steps: the run's steps (default: the config's ``max_steps``).
         overridden: the user's ``--set`` overrides: planned settings they name are left to them.
+        finetune: the run starts from trained weights: add the fine-tuning schedule
+            (:func:`finetune_settings`); ``max_steps`` given means the user chose the steps.
     """
     import torch
     from monai.bundle import ConfigParser
@@ -133,6 +166,15 @@ def plan_bundle(configs: Mapping[str, dict], data: str | os.PathLike, *, max_ste
         fp, tile=tile, max_steps=steps, margin=getattr(geometry, "margin", 0),
         valid_size=(lambda n: geometry.next_valid_size(n)) if geometry is not None else (lambda n: n),
     )
+    if finetune:
+        tuned, why = finetune_settings(fp, learning_rate=float(get_key({**configs.get("common.json", {}), **configs["train.json"]},
+                                                                         "learning_rate", 1e-3)))
+        if max_steps is not None:  # the user's --steps: the schedule follows it
+            tuned.pop("max_steps"), why.pop("max_steps")
+            tuned["lr_warmup"], tuned["val_interval"] = steps // 20, max(1, steps // 10)
+            why["val_interval"] = f"ten validations in {steps} steps, to keep the best weights"
+        settings.update(tuned)
+        reasons.update(why)
     settings = {k.replace("#", "::"): v for k, v in settings.items()}
     reasons = {k.replace("#", "::"): v for k, v in reasons.items()}
     merged = {**configs.get("common.json", {}), **configs["train.json"]}

@@ -2,6 +2,7 @@
 
 from unetkit.training.dataset import StepDataset
 from unetkit.training.handlers import (
+    FreezeEncoder,
     MetricsLogger,
     StepCheckpointer,
     StepLRSchedule,
@@ -20,6 +21,7 @@ __all__ = [
     "MetricsLogger",
     "StopOnNonFinite",
     "StepLRSchedule",
+    "FreezeEncoder",
     "TrainingProgress",
     "latest_checkpoint",
     "ForegroundIoU",

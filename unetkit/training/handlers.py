@@ -30,6 +30,7 @@ __all__ = [
     "MetricsLogger",
     "StopOnNonFinite",
     "StepLRSchedule",
+    "FreezeEncoder",
     "TrainingProgress",
     "latest_checkpoint",
     "is_main_process",
@@ -150,6 +151,33 @@ class StopOnNonFinite:
             f"the loss became {loss} at step {engine.state.iteration}; training stopped ({keep})",
             fix="lower the learning rate (--set learning_rate=... for unetkit's bundles) and --resume from that checkpoint",
         )
+
+
+class FreezeEncoder:
+    """Keep the contracting path (the first two-conv block and every down step) as it was.
+
+    For fine-tuning on a few frames: the encoder's features, learnt from a whole data set, stay; only the
+    expanding path and the head adapt (as fine-tuning a pretrained encoder usually does when data is scarce).
+    The frozen weights get no gradient, so the optimiser leaves them alone.
+
+    Args:
+        network: a :class:`~unetkit.networks.UNet` (or one wrapped in DDP).
+        enabled: False attaches nothing, so a recipe can name the handler and leave the choice to one id.
+    """
+
+    def __init__(self, network: torch.nn.Module, enabled: bool = True):
+        self.network = network
+        self.enabled = bool(enabled)
+
+    def attach(self, engine: Engine) -> None:
+        if not self.enabled:
+            return
+        net = _bare(self.network)
+        if not (hasattr(net, "inc") and hasattr(net, "downs")):
+            raise TrainingError(f"freeze_encoder needs unetkit's UNet (inc, downs), not {type(net).__name__}",
+                                fix="--set freeze_encoder=false")
+        for module in (net.inc, net.downs):
+            module.requires_grad_(False)
 
 
 def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:

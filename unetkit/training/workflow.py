@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 # Results of a run; never copied from a source bundle into a fresh output.
 _RUN_OUTPUTS = ("models", "checkpoints", "metrics.csv", "loss.csv", "training_curves.png", "run_info.json", "eval", "plan.json",
-                "MANIFEST.sha256")  # a packed bundle's manifest describes the old files, not the trained ones
+                "folds", "folds.json", "MANIFEST.sha256")  # a packed bundle's manifest describes the old files, not the trained ones
 
 
 @dataclass
@@ -62,6 +62,7 @@ def train_bundle(
     seed: int | None = None,
     use_plan: bool = True,
     overlays: Sequence[str | os.PathLike] = (),
+    finetune: bool = False,
     progress: Callable[..., None] | None = None,
     trust: bool = False,
     nproc: int = 1,
@@ -90,6 +91,11 @@ def train_bundle(
             file that defines it (``common.json`` for the network and decoder), so the trained bundle is whole.
         use_plan: measure the training data first and adapt the recipe to it (:mod:`unetkit.plan`; recorded
             in ``plan.json``); ``overrides`` win over the plan. False keeps the bundle exactly as written.
+        finetune: start from the bundle's trained weights (``models/model.pt``) instead of random ones, with
+            the plan's fine-tuning schedule (:func:`unetkit.plan.finetune_settings`: a lower rate, fewer
+            steps); the new bundle's ``metadata.json`` records its parent (name, version, SHA-256 of its
+            weights) and the data it was tuned on. ``--set freeze_encoder=true`` keeps the contracting path
+            as it was.
         progress: called as ``progress(step=, total=, loss=, metrics=)`` after each step and validation.
         trust: skip the safety scan of the bundle's configs.
         nproc: processes on this machine (one per GPU; on the CPU, gloo ranks). With ``nproc * nnodes > 1``
@@ -113,6 +119,7 @@ def train_bundle(
                             path=bundle, fix="pass --output DIR")
     src = open_bundle(bundle, trust=trust)
     out = Path(output).resolve() if output is not None else src
+    parent = _parent(src) if finetune else None
     ckpt_dir = out / "checkpoints"
     if not resume and latest_checkpoint(ckpt_dir) is not None:
         if not overwrite:
@@ -124,7 +131,8 @@ def train_bundle(
     if (out / "models" / "model.pt").is_file() and not (resume or overwrite):
         raise TrainingError(
             "holds a trained model, which training would replace", path=out / "models" / "model.pt",
-            fix="pass --output DIR for the new bundle, or --overwrite to retrain it in place",
+            fix="pass --output DIR for the new bundle (with --finetune to start from these weights), "
+                "or --overwrite to retrain it in place",
         )
     if resume and latest_checkpoint(ckpt_dir) is None:
         raise TrainingError("nothing to resume: no checkpoint found", path=ckpt_dir, fix="train without --resume first")
@@ -146,13 +154,20 @@ def train_bundle(
     if use_plan:
         from unetkit.plan import plan_bundle
 
-        plan = plan_bundle(configs, dataset_dir, overridden=persistent)
+        plan = plan_bundle(configs, dataset_dir, overridden=persistent, max_steps=steps, finetune=finetune)
         apply_overrides(configs, plan.settings)
+    if parent is not None and nproc * nnodes > 1 and get_key(train_cfg, "freeze_encoder", False):
+        raise TrainingError("freeze_encoder works in one process only (DDP must know the frozen weights when it "
+                            "wraps the network)", fix="drop --nproc, or --set freeze_encoder=false")
     _write_bundle(src, out, configs)
     if plan is not None:
         plan.write(out / "plan.json")
+    if parent is not None:
+        _record_parent(out, parent, dataset_dir, plan)
 
     runtime = {"bundle_root": str(out), "dataset_dir": str(dataset_dir)}
+    if parent is not None and not resume:  # a resumed run takes its weights from the checkpoint
+        runtime["initial_weights"] = parent["weights"]
     if device not in (None, "auto"):
         # one process takes the device as given; each rank of several takes its own device of that kind
         runtime["launch_device" if nproc * nnodes > 1 else "device"] = device
@@ -263,9 +278,15 @@ def _launch(out: Path, runtime: dict, *, resume: bool, nproc: int, nnodes: int, 
 
 
 def run_workflow(out: Path, runtime: dict, *, resume: bool, progress=None, distributed: bool = False) -> None:
-    """Run a prepared bundle's training config (merged with ``multi_gpu_train.json`` when ``distributed``)."""
+    """Run a prepared bundle's training config (merged with ``multi_gpu_train.json`` when ``distributed``).
+
+    ``runtime`` holds the config ids set for this run (``bundle_root``, ``dataset_dir``, ``device``) and
+    optionally ``initial_weights``: a state dict file the network starts from (fine-tuning).
+    """
     from monai.bundle import ConfigWorkflow
 
+    runtime = dict(runtime)
+    initial = runtime.pop("initial_weights", None)
     logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)  # its notes on logging.conf are not for our users
     names = ("train.json", "multi_gpu_train.json") if distributed else ("train.json",)
     wf = ConfigWorkflow(
@@ -277,6 +298,8 @@ def run_workflow(out: Path, runtime: dict, *, resume: bool, progress=None, distr
     )
     wf.initialize()
     trainer = wf.parser.get_parsed_content("train::trainer")
+    if initial is not None:
+        _start_from(wf.parser, Path(initial))
     if resume:
         _resume(wf.parser, trainer, latest_checkpoint(out / "checkpoints"))
     if progress is not None:
@@ -284,6 +307,49 @@ def run_workflow(out: Path, runtime: dict, *, resume: bool, progress=None, distr
         TrainingProgress(progress, validator).attach(trainer)
     wf.run()
     wf.finalize()
+
+
+def _parent(src: Path) -> dict:
+    """What a fine-tuned bundle records of the bundle it started from."""
+    from unetkit.bundle.network import WEIGHTS
+    from unetkit.bundle.archive import file_sha256
+
+    weights = src / WEIGHTS
+    if not weights.is_file():
+        raise TrainingError("holds no trained model to fine-tune", path=weights,
+                            fix="train the bundle first, or drop --finetune to train from scratch")
+    meta_path = src / "configs" / "metadata.json"
+    meta = read_config(meta_path) if meta_path.is_file() else {}
+    return {"name": meta.get("name", src.name), "version": meta.get("version"), "sha256": file_sha256(weights),
+            "weights": str(weights)}
+
+
+def _record_parent(out: Path, parent: dict, dataset_dir: Path, plan) -> None:
+    meta_path = out / "configs" / "metadata.json"
+    meta = read_config(meta_path) if meta_path.is_file() else {}
+    mine = dict(meta.get("unetkit") or {})
+    mine["parent"] = {k: v for k, v in parent.items() if k != "weights"}  # a cache path means nothing elsewhere
+    tuned_on = {"dataset_dir": str(dataset_dir)}
+    if plan is not None:
+        tuned_on.update({k: plan.fingerprint.get(k) for k in ("annotated", "objects")})
+    mine["finetuned_on"] = tuned_on
+    meta["unetkit"] = mine
+    write_config(meta_path, meta)
+
+
+def _start_from(parser, weights: Path) -> None:
+    """Load the parent bundle's weights into the network before the first step (``--finetune``)."""
+    from unetkit.bundle.network import read_state_dict
+
+    state = read_state_dict(weights)
+    network = parser.get_parsed_content("network")
+    bare = network.module if hasattr(network, "module") else network
+    try:
+        bare.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise TrainingError(f"its weights do not fit this recipe's network ({first[:160]})", path=weights,
+                            fix="fine-tuning keeps the parent's network: drop --set values that change network_def") from None
 
 
 def _resume(parser, trainer, ckpt: Path) -> None:
