@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from unetkit.bundle.archive import MANIFEST, check_manifest, extract_bundle_zip
+from unetkit.bundle.bioimageio import attached_bundle_zip, is_bioimageio_package
 from unetkit.bundle.safety import ensure_safe
 from unetkit.errors import BundleError
 
@@ -27,7 +28,8 @@ def open_bundle(path: str | os.PathLike, *, trust: bool = False, max_unpacked_by
     """The bundle folder for ``path``, checked and ready to hand to MONAI.
 
     Args:
-        path: a bundle folder (holding ``configs/``) or a ``.zip`` made by ``unetkit bundle pack``.
+        path: a bundle folder (holding ``configs/``), a ``.zip`` made by ``unetkit bundle pack``, or a
+            bioimage.io package made by ``unetkit bundle export --format bioimageio`` (its attached bundle zip).
         trust: skip the safety scan (only for bundles you wrote or whose author you trust). Manifests
             are checked either way.
         max_unpacked_bytes: (zips) refuse one that unpacks to more bytes; default 4 GiB.
@@ -55,6 +57,12 @@ def open_bundle(path: str | os.PathLike, *, trust: bool = False, max_unpacked_by
         folder = p.resolve()
         if (folder / MANIFEST).is_file() or (folder / MANIFEST).is_symlink():
             check_manifest(folder)
+    elif is_bioimageio_package(p):  # a package unetkit exported: its attached bundle zip, checked as any zip
+        attached = attached_bundle_zip(p, max_unpacked_bytes=max_unpacked_bytes)
+        try:
+            folder = extract_bundle_zip(attached, max_unpacked_bytes=max_unpacked_bytes, max_files=max_files)
+        except BundleError as e:
+            raise BundleError(f"its attached bundle {attached.name}: {e.problem}", path=p, fix=e.fix) from None
     elif p.is_file() and zipfile.is_zipfile(p):
         folder = extract_bundle_zip(p, max_unpacked_bytes=max_unpacked_bytes, max_files=max_files)
     elif not p.exists():

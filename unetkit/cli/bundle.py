@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from unetkit.cli.console import out
+from unetkit.errors import UnetkitError
 
 app = typer.Typer(help="Create, verify, pack and export bundles.", no_args_is_help=True)
 
@@ -21,6 +22,7 @@ _STYLES = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
 class ExportFormat(str, Enum):
     torchscript = "torchscript"
     onnx = "onnx"
+    bioimageio = "bioimageio"
 
 
 @app.command()
@@ -79,14 +81,34 @@ def pack(
 
 @app.command()
 def export(
-    path: Annotated[str, typer.Argument(help="Trained bundle folder (pack it again afterwards).")],
-    format: Annotated[ExportFormat, typer.Option("--format", help="torchscript -> models/model.ts, onnx -> models/model.onnx.")] = ExportFormat.torchscript,
+    path: Annotated[str, typer.Argument(help="Trained bundle folder (pack it again afterwards); a folder or zip for bioimageio.")],
+    format: Annotated[ExportFormat, typer.Option("--format", help="torchscript -> models/model.ts, onnx -> models/model.onnx, bioimageio -> a bioimage.io model package (-o NAME.zip) for deepImageJ, ilastik, napari and bioimageio.core, which `unetkit infer` runs too.")] = ExportFormat.torchscript,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="bioimageio only: the package to write, NAME.zip.")] = None,
+    sample: Annotated[Optional[Path], typer.Option("--sample", help="bioimageio only: a 2D image for the package's test tensors and cover (default: a seeded demo image).")] = None,
     trust: Annotated[bool, typer.Option("--trust", help=_TRUST_HELP)] = False,
 ) -> None:
-    """Export the trained network with dynamic input size, checked against PyTorch at two sizes."""
+    """Export the trained network with dynamic input size, checked against PyTorch at two sizes; or, with
+    --format bioimageio, as a bioimage.io model package (class probabilities; `unetkit infer` gives instances)."""
     from unetkit.bundle import export_bundle
 
+    if format is ExportFormat.bioimageio:
+        return _export_bioimageio(path, output, sample=sample, trust=trust)
+    if output is not None or sample is not None:
+        raise UnetkitError(f"--{'output' if output is not None else 'sample'} is for --format bioimageio; "
+                           f"--format {format.value} writes into the bundle's models/ folder")
     result = export_bundle(path, format=format.value, trust=trust)
     out.print(str(result.path), soft_wrap=True, markup=False)
     for shape, diff in result.checks:
         out.print(f"input {'x'.join(map(str, shape))}: max abs diff vs PyTorch {diff:.3g}", highlight=False)
+
+
+def _export_bioimageio(path: str, output: Optional[Path], *, sample: Optional[Path], trust: bool) -> None:
+    from unetkit.predict.bioimageio import export_bioimageio
+
+    if output is None:
+        raise UnetkitError("--format bioimageio needs -o NAME.zip, the package to write")
+    result = export_bioimageio(path, output, sample=sample, trust=trust)
+    out.print(str(result.path), soft_wrap=True, markup=False)
+    shape = lambda s: "x".join(map(str, s))  # noqa: E731
+    out.print(f"test input {shape(result.input_shape)} -> class probabilities {shape(result.output_shape)} "
+              f"(halo {result.margin}); TorchScript vs PyTorch max abs diff {result.max_abs_diff:.3g}", highlight=False)
