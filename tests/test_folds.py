@@ -124,3 +124,19 @@ def test_cli_reports_each_fold_and_the_pooled_validation(tmp_path, demo):
     assert "pooled" in r.output and "ensemble of 2 folds" in r.output
     r = CliRunner().invoke(app, ["train", str(BUNDLE), "--data", str(demo), "--fold", "1", "--output", str(tmp_path / "x")])
     assert r.exit_code != 0 and "--fold needs --folds" in r.output and "Traceback" not in r.output
+
+
+def test_monai_runner_runs_the_ensemble_as_unetkit_infer_does(tmp_path, ensemble, demo):
+    import subprocess
+    import sys
+
+    out, _ = ensemble
+    files = [str(out / "configs" / n) for n in ("common.json", "inference.json")]
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(files), "--bundle_root",
+                        str(out), "--dataset_dir", str(demo / "02"), "--output_dir", str(tmp_path / "monai")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = CliRunner().invoke(app, ["infer", str(out), str(demo / "02"), "-o", str(tmp_path / "ours")])
+    assert r.exit_code == 0, r.output
+    for name in ("t000_mask.tif", "t001_mask.tif", "t002_mask.tif"):
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "monai" / name), tifffile.imread(tmp_path / "ours" / name))
