@@ -27,13 +27,17 @@ from tiny_bundles import make_tiny_bundle
 FEATURES = [4, 8, 16, 32]
 
 
+ATTEMPTS = []  # every connection tried while `offline` is on (bioimageio may swallow the error, not the record)
+
+
 def _refuse_network(*args, **kwargs):
-    raise AssertionError(f"network access attempted: {args[1:] if len(args) > 1 else args}")
+    ATTEMPTS.append(args[1:] if len(args) > 1 else args)
+    raise OSError("network access refused by the test")
 
 
 @pytest.fixture(scope="module")
 def offline(tmp_path_factory):
-    """No socket can connect; unetkit's and bioimageio's caches in a temporary folder."""
+    """No socket can connect (and each try is recorded); unetkit's and bioimageio's caches in a temporary folder."""
     mp = pytest.MonkeyPatch()
     cache = tmp_path_factory.mktemp("cache")
     mp.setenv("UNETKIT_CACHE", str(cache))
@@ -86,6 +90,7 @@ def test_package_passes_bioimageio_core_test(package):
     assert summary.status == "passed", failed
     reproduced = [d.name for d in summary.details if "Reproduce test outputs" in d.name]
     assert any("torchscript" in n for n in reproduced) and any("pytorch_state_dict" in n for n in reproduced)
+    assert ATTEMPTS == []  # the export and the test reached out to nothing
 
 
 def test_test_output_equals_unetkit_infer_probabilities(package, bundle, tmp_path):
@@ -238,3 +243,53 @@ def test_output_and_sample_are_for_bioimageio_only(bundle, tmp_path):
     assert result.exit_code == 2 and "--output is for --format bioimageio" in result.output
     result = CliRunner().invoke(app, ["bundle", "export", str(bundle), "--format", "bioimageio"])
     assert result.exit_code == 2 and "needs -o NAME.zip" in result.output
+
+
+def test_example_exports_tests_and_segments(offline, bundle, tmp_path, monkeypatch, capsys):
+    import runpy
+
+    from unetkit.data.demo import demo_image, demo_labels
+
+    labels, depth = demo_labels((101, 113), seed=2)
+    tifffile.imwrite(tmp_path / "cells.tif", demo_image(labels, depth, seed=2))
+    example = Path(__file__).resolve().parents[1] / "examples" / "export_bioimageio.py"
+    monkeypatch.setattr("sys.argv", [str(example), str(bundle), str(tmp_path / "cells.tif"),
+                                     "--package", str(tmp_path / "phc.zip")])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(example), run_name="__main__")
+    out = capsys.readouterr().out
+    assert done.value.code == 0, out
+    assert "bioimageio.core test: passed" in out and "cells.tif with the package:" in out
+    # the sample cropped to the largest size the package takes that fits in its 101 x 113 pixels
+    size = _rdf(tmp_path / "phc.zip")["inputs"][0]["axes"][2]["size"]
+    n = _npy(tmp_path / "phc.zip", "test_input.npy").shape[2]
+    assert n <= 101 < n + size["step"] and (n - size["min"]) % size["step"] == 0
+
+
+def _hand_made_package(path: Path, rdf: dict, files: dict) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("rdf.yaml", yaml.safe_dump(rdf))
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("name", ["../evil.zip", "sub/b.zip", "b.tar"])
+def test_attachment_name_must_be_a_top_level_zip(tmp_path, name):
+    from unetkit.bundle.bioimageio import attached_bundle_zip
+
+    rdf = {"type": "model", "attachments": [{"source": name}], "config": {"unetkit": {"bundle": name}}}
+    package = _hand_made_package(tmp_path / "p.zip", rdf, {})
+    with pytest.raises(BundleError, match="not a zip attached at the package's top"):
+        attached_bundle_zip(package)
+
+
+def test_attachment_larger_than_the_limit_is_refused(tmp_path, monkeypatch):
+    from unetkit.bundle.bioimageio import attached_bundle_zip
+
+    monkeypatch.setenv("UNETKIT_CACHE", str(tmp_path / "cache"))
+    rdf = {"type": "model", "attachments": [{"source": "b.zip"}], "config": {"unetkit": {"bundle": "b.zip"}}}
+    package = _hand_made_package(tmp_path / "p.zip", rdf, {"b.zip": b"x" * 5000})
+    with pytest.raises(BundleError, match="more than the limit of 4096; nothing was unpacked"):
+        attached_bundle_zip(package, max_unpacked_bytes=4096)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("b.zip"))

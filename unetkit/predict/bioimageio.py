@@ -20,7 +20,9 @@ run, and that ``unetkit infer`` runs too (it carries the unetkit bundle as an at
   ``upper`` of each image and channel mapped to ``b_min`` and ``b_max``, no clipping) is bioimage.io's
   ``scale_range`` (percentiles to 0 and 1, per sample and channel, same ``eps``) then ``scale_linear`` with
   gain ``b_max - b_min`` and offset ``b_min``. Any other ``preprocessing`` (resampling, a custom transform)
-  cannot be written in bioimage.io's terms, and the export refuses it with a message that says so.
+  cannot be written in bioimage.io's terms, and the export refuses it with a message that says so. (unetkit
+  takes the percentiles of images above ~4 Mpx from a regular subsample, bioimage.io from every pixel: on
+  such images the two differ slightly.)
 - weights twice: TorchScript (the mirroring around :class:`~unetkit.bundle.export.ExportableUNet`, checked
   against PyTorch at two sizes) and a ``pytorch_state_dict`` (the bundle's own weights) whose architecture is
   ``unetkit.networks.padded.MirrorPaddedUNet`` with the bundle's ``network_def`` arguments (needs
@@ -132,7 +134,7 @@ def export_bioimageio(path: str | os.PathLike, output: str | os.PathLike, *, sam
         from bioimageio.spec import save_bioimageio_package  # noqa: F401  (checked before the slow work)
     except ImportError:
         raise BundleError("bioimage.io export needs bioimageio.spec, which is not installed", fix=_INSTALL_FIX) from None
-    target = prepare_target(output, None)
+    target = prepare_target(output, path if Path(path).is_file() else None)  # never over the bundle zip it reads
     model = load_bundle_model(path, trust=trust, device="cpu").with_settings(exact=True)
     net = _checked_network(model, path)
     preprocessing = _preprocessing(model, path)
@@ -176,7 +178,8 @@ def _preprocessing(model: BundleModel, path) -> list:
 
     op = model.normalize
     if model.preprocessing is not None or not isinstance(op, PercentileNormalize):
-        what = type(model.preprocessing if model.preprocessing is not None else op).__name__
+        steps = getattr(model.preprocessing, "transforms", [model.preprocessing if op is None else op])
+        what = " + ".join(type(t).__name__ for t in steps)
         raise BundleError(f"its preprocessing ({what}) cannot be written as bioimage.io preprocessing, which "
                           "knows percentile, mean/std and linear scaling only", path=path,
                           fix="use unetkit.transforms.PercentileNormalized alone as `preprocessing` in "
@@ -197,29 +200,28 @@ def _min_size(net: MirrorPaddedUNet) -> int:
     return n
 
 
-def _sample(sample, net: UNet) -> np.ndarray:
-    """``(C, N, N)``: the sample (or a demo image) centre-cropped to the largest size the package takes up to
-    :data:`SAMPLE_EDGE` (its smallest size when that is larger)."""
-    g, channels = net.geometry, net.in_channels
-    edge = _min_size(net) + max(0, (SAMPLE_EDGE - _min_size(net)) // g.quantum) * g.quantum
+def _sample(sample, net: MirrorPaddedUNet) -> np.ndarray:
+    """``(C, N, N)``: the sample (or a demo image) centre-cropped to the largest size the package takes that fits
+    in it, up to :data:`SAMPLE_EDGE` (or the package's smallest size, when that is larger)."""
+    g, channels, smallest = net.geometry, net.in_channels, _min_size(net)
     if sample is None:
         from unetkit.data.demo import demo_image, demo_labels
 
+        edge = smallest + max(0, (SAMPLE_EDGE - smallest) // g.quantum) * g.quantum
         labels, depth = demo_labels((edge, edge), seed=0)
-        image = np.repeat(demo_image(labels, depth, seed=0)[None], channels, axis=0)
-    else:
-        from unetkit.io import read_image
+        return np.repeat(demo_image(labels, depth, seed=0)[None], channels, axis=0)
+    from unetkit.io import read_image
 
-        image = np.squeeze(np.asarray(read_image(sample)[0]))
-        image = image[None] if image.ndim == 2 else image
-        if image.ndim != 3 or image.shape[0] != channels:
-            raise UnetkitError(f"a {'x'.join(map(str, image.shape))} image; the network takes {channels} channel(s) "
-                               "of a 2D image", path=sample, fix="give a single 2D image (Y, X) as --sample")
+    image = np.squeeze(np.asarray(read_image(sample)[0]))
+    image = image[None] if image.ndim == 2 else image
+    if image.ndim != 3 or image.shape[0] != channels:
+        raise UnetkitError(f"a {'x'.join(map(str, image.shape))} image; the network takes {channels} channel(s) "
+                           "of a 2D image", path=sample, fix="give a single 2D image (Y, X) as --sample")
     h, w = image.shape[1:]
-    if min(h, w) < edge:
-        if sample is not None:
-            raise UnetkitError(f"is {h}x{w}; the test input needs at least {edge}x{edge}", path=sample,
-                               fix="give a larger --sample image")
+    if min(h, w) < smallest:
+        raise UnetkitError(f"is {h}x{w}; the package's test input needs at least {smallest}x{smallest}", path=sample,
+                           fix="give a larger --sample image")
+    edge = smallest + (min(h, w, max(SAMPLE_EDGE, smallest)) - smallest) // g.quantum * g.quantum
     top, left = (h - edge) // 2, (w - edge) // 2
     return np.ascontiguousarray(image[:, top:top + edge, left:left + edge])
 
