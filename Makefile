@@ -12,7 +12,7 @@ DEMO   := demo_run
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python -m pip install -q torch==2.13.0; fi
-	$(BIN)/python -m pip install -q -e '.[dev,onnx,bioimageio]'
+	$(BIN)/python -m pip install -q -e '.[dev,onnx,bioimageio,napari]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -8,6 +8,9 @@ import torch
 # Small, deterministic, CPU: tests never need more than this, and 2 threads is what CI has.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Qt (the napari plugin's tests) draws into memory: no screen here, in CI or in xdist workers. Set before any
+# Qt application exists, which is what decides the platform.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(autouse=True)

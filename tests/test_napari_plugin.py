@@ -1,0 +1,210 @@
+"""The napari plugin, driven headless as a user drives it: open a bundle, segment an image layer, correct a
+label, save the frame into the data folder, fine-tune from the widget.
+
+Qt runs offscreen (``QT_QPA_PLATFORM=offscreen``, set in the root conftest before any Qt application exists).
+Offscreen Qt on Linux has no OpenGL context without an X server, and napari's vispy layers ask OpenGL for its
+texture limits when a layer is added: ``no_gl`` answers those two queries as napari's own test suite does
+(nothing is drawn offscreen, so nothing else asks). Everything else is napari as installed.
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tifffile
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # also when this file is run outside the repository's conftest
+
+napari = pytest.importorskip("napari", reason="the napari extra is not installed: pip install -e '.[napari]'")
+
+from tiny_bundles import make_tiny_bundle  # noqa: E402
+
+from unetkit.bundle import pack_bundle  # noqa: E402
+from unetkit.bundle.archive import file_sha256  # noqa: E402
+from unetkit.data import ctc_datalist, make_demo  # noqa: E402
+from unetkit.napari.widget import AnnotationWidget  # noqa: E402
+from unetkit.predict import load_bundle_model, predict_file  # noqa: E402
+
+WAIT_MS = 60_000  # a loaded 2-core CI machine; the runs take a second or two each
+
+
+@pytest.fixture(autouse=True)
+def no_gl(monkeypatch):
+    monkeypatch.setattr("napari._vispy.layers.image.get_gl_extensions", lambda: "")
+    for module in ("napari._vispy.layers.image", "napari._vispy.layers.base"):
+        monkeypatch.setattr(f"{module}.get_max_texture_sizes", lambda: (16384, 2048))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    # 128 px: the recipe's training tiles pad by the network's margin, which must fit inside the frame
+    return make_demo(tmp_path_factory.mktemp("demo"), seed=2, frames=1, shape=(128, 128))
+
+
+@pytest.fixture
+def widget(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    w = AnnotationWidget(viewer)
+    viewer.window.add_dock_widget(w, name="unetkit")
+    yield w
+    # a run still going when a test fails must not outlive the viewer
+    w.cancel()
+    qtbot.waitUntil(lambda: w.busy is None, timeout=WAIT_MS)
+
+
+def _wait(qtbot, w):
+    qtbot.waitUntil(lambda: w.busy is None, timeout=WAIT_MS)
+
+
+def test_manifest_registers_the_widget():
+    from importlib.metadata import entry_points
+
+    from npe2 import PluginManifest
+
+    (ep,) = [e for e in entry_points(group="napari.manifest") if e.name == "unetkit"]
+    manifest = PluginManifest.from_distribution("unetkit")
+    (command,) = manifest.contributions.commands
+    assert ep.value == "unetkit.napari:napari.yaml"
+    assert [w.command for w in manifest.contributions.widgets] == [command.id]
+    assert command.python_name == "unetkit.napari.widget:AnnotationWidget"
+
+
+def test_open_segment_correct_save_finetune(widget, qtbot, bundle, demo, tmp_path):
+    w, viewer = widget, widget.viewer
+    data = tmp_path / "data"
+    shutil.copytree(demo, data)  # a data folder with annotated frames already: the new one goes beside them
+    image_file = data / "02" / "t000.tif"
+    pixels = tifffile.imread(image_file)
+    # the image comes from elsewhere (no CTC path): it becomes the next free frame of sequence 01
+    viewer.add_image(pixels, name="cells")
+
+    zipped = pack_bundle(bundle, tmp_path / "tiny.zip")  # checked against its manifest and scanned, untrusted
+    assert w.open_bundle(zipped)
+    _wait(qtbot, w)
+    assert w.model is not None, w.message_label.text()
+
+    assert w.segment()
+    _wait(qtbot, w)
+    labels_layer = viewer.layers["cells labels"]
+    # the same labels `unetkit infer` writes for that image
+    cli = predict_file(load_bundle_model(bundle), image_file, tmp_path / "cli")
+    np.testing.assert_array_equal(labels_layer.data, tifffile.imread(cli.outputs[0]))
+    assert w.progress_bar.value() == w.progress_bar.maximum()
+
+    # the user paints a new cell with the brush
+    new_label = int(labels_layer.data.max()) + 1
+    labels_layer.brush_size = 9
+    labels_layer.paint((40, 50), new_label)
+    painted = labels_layer.data.copy()
+    assert (painted == new_label).sum() > 20
+
+    w.data_edit.setText(str(data))
+    mask = w.save()
+    assert mask == data / "01_GT" / "SEG" / "man_seg001.tif"
+    np.testing.assert_array_equal(tifffile.imread(data / "01" / "t001.tif"), pixels)
+    np.testing.assert_array_equal(tifffile.imread(mask), painted)
+    assert [p["label"] for p in ctc_datalist(data, ("01",))][-1] == str(mask)  # what training reads
+
+    # never over an annotated frame
+    w.frame_spin.setValue(1)
+    assert w.save() is None
+    assert "annotated already" in w.message_label.text()
+    np.testing.assert_array_equal(tifffile.imread(mask), painted)
+
+    w.steps_spin.setValue(2)
+    w.output_edit.setText(str(tmp_path / "tuned"))
+    assert w.finetune()
+    assert not w.finetune()  # one run at a time
+    assert "is running" in w.message_label.text()
+    _wait(qtbot, w)
+    result = w.last_result
+    assert result is not None, w.message_label.text()
+    assert result.output == tmp_path / "tuned" and result.steps == 2
+    meta = json.loads((result.output / "configs" / "metadata.json").read_text())
+    assert meta["unetkit"]["parent"]["sha256"] == file_sha256(bundle / "models" / "model.pt")
+    assert w.result_label.text() == str(result.output)
+    # the tuned bundle is what segments next
+    _wait(qtbot, w)
+    assert w.bundle_path == result.output and w.model.folder == result.output
+
+
+def test_cancel_segmentation_and_finetuning(widget, qtbot, bundle, demo, tmp_path):
+    w, viewer = widget, widget.viewer
+    # a stack of 2D frames, segmented frame by frame: long enough to be cancelled midway
+    stack = np.repeat(tifffile.imread(demo / "01" / "t000.tif")[None], 60, axis=0)
+    viewer.add_image(stack, name="stack")
+    w.open_bundle(bundle)
+    _wait(qtbot, w)
+    assert w.segment()
+    qtbot.waitUntil(lambda: w.progress_bar.value() > 0, timeout=WAIT_MS)
+    w.cancel()
+    _wait(qtbot, w)
+    assert w.message_label.text() == "segmenting cancelled"
+    assert "stack labels" not in [layer.name for layer in viewer.layers]
+
+    w.data_edit.setText(str(demo))
+    w.steps_spin.setValue(10_000)
+    w.output_edit.setText(str(tmp_path / "never"))
+    assert w.finetune()
+    qtbot.waitUntil(lambda: w.progress_bar.value() > 0 or w.busy is None, timeout=WAIT_MS)
+    w.cancel()
+    _wait(qtbot, w)
+    assert w.message_label.text() == "fine-tuning cancelled"
+    assert w.last_result is None and not (tmp_path / "never").exists()  # no half-made bundle left
+
+
+def test_bad_input_is_one_line_not_a_traceback(widget, qtbot, bundle, tmp_path):
+    w, viewer = widget, widget.viewer
+    assert not w.segment()
+    assert w.message_label.text().startswith("no bundle open")
+
+    not_a_bundle = tmp_path / "holiday"
+    not_a_bundle.mkdir()
+    w.open_bundle(not_a_bundle)
+    _wait(qtbot, w)
+    text = w.message_label.text()
+    assert text.startswith("opening the bundle failed: ") and str(not_a_bundle) in text and "\n" not in text
+    assert w.model is None
+
+    w.open_bundle(bundle)
+    _wait(qtbot, w)
+    viewer.add_image(np.zeros((2, 2, 2, 40, 40), np.float32), name="5d")
+    assert w.segment()
+    _wait(qtbot, w)
+    assert w.message_label.text() == ("segmenting failed: 5d: has 5 axes; unetkit segments 2D images and 3D "
+                                      "volumes, with at most one more axis (time) in front")
+    assert "5d labels" not in [layer.name for layer in viewer.layers]
+
+    assert w.save() is None  # nothing segmented: no labels layer to save
+    assert w.message_label.text().startswith("no labels layer")
+    assert not w.finetune()  # no data folder
+    assert w.message_label.text().startswith("no data folder")
+
+
+def test_a_frame_opened_from_the_data_folder_is_saved_as_itself(widget, demo, tmp_path):
+    w, viewer = widget, widget.viewer
+    data = tmp_path / "data"
+    shutil.copytree(demo, data)
+    (data / "01_GT" / "SEG" / "man_seg000.tif").unlink()  # frame 0 of 01 is not annotated yet
+    layer = viewer.open(str(data / "01" / "t000.tif"), plugin="napari")[0]  # as File > Open does
+    before = (data / "01" / "t000.tif").read_bytes()
+    labels = np.zeros(layer.data.shape, np.int32)
+    labels[10:20, 10:30], labels[40:60, 50:55] = 4, 9
+    viewer.add_labels(labels, name=layer.name + " labels")
+    w.data_edit.setText(str(data))
+    assert w.save() == data / "01_GT" / "SEG" / "man_seg000.tif"
+    assert w.message_label.text().endswith("(its image was there already)")
+    assert (data / "01" / "t000.tif").read_bytes() == before  # the image file is left as it was
+    np.testing.assert_array_equal(tifffile.imread(data / "01_GT" / "SEG" / "man_seg000.tif"), labels)
+    # another image under that frame's name is refused, and names the free frame
+    viewer.layers[layer.name].data = layer.data[::-1].copy()
+    (data / "01_GT" / "SEG" / "man_seg000.tif").unlink()
+    assert w.save() is None
+    assert "holds another image for frame 0" in w.message_label.text()
