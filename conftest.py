@@ -1,5 +1,6 @@
 """Shared by the test suite (tests/) and the docstring examples (unetkit/, run by `make test` as doctests)."""
 
+import importlib.util
 import os
 
 import pytest
@@ -11,6 +12,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # Qt (the napari plugin's tests) draws into memory: no screen here, in CI or in xdist workers. Set before any
 # Qt application exists, which is what decides the platform.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# The plugin's widget imports napari; without the napari extra its doctests are not collected (its tests skip).
+if importlib.util.find_spec("napari") is None:
+    collect_ignore = ["unetkit/napari/widget.py"]
 
 
 @pytest.fixture(autouse=True)

@@ -119,6 +119,7 @@ def test_open_segment_correct_save_finetune(widget, qtbot, bundle, demo, tmp_pat
     np.testing.assert_array_equal(tifffile.imread(mask), painted)
 
     w.steps_spin.setValue(2)
+    w.ignore_spin.setValue(65535)  # pixels painted 65535 would be unannotated (none are here)
     w.output_edit.setText(str(tmp_path / "tuned"))
     assert w.finetune()
     assert not w.finetune()  # one run at a time
@@ -129,6 +130,7 @@ def test_open_segment_correct_save_finetune(widget, qtbot, bundle, demo, tmp_pat
     assert result.output == tmp_path / "tuned" and result.steps == 2
     meta = json.loads((result.output / "configs" / "metadata.json").read_text())
     assert meta["unetkit"]["parent"]["sha256"] == file_sha256(bundle / "models" / "model.pt")
+    assert json.loads((result.output / "configs" / "train.json").read_text())["ignore_label"] == 65535
     assert w.result_label.text() == str(result.output)
     # the tuned bundle is what segments next
     _wait(qtbot, w)

@@ -167,6 +167,12 @@ class AnnotationWidget(QWidget):
         self.steps_spin.setRange(0, 1_000_000)
         self.steps_spin.setSpecialValueText("plan's")  # 0: the fine-tuning schedule of the bundle's plan
         form.addRow("steps", self.steps_spin)
+        self.ignore_spin = QSpinBox()
+        self.ignore_spin.setRange(0, 65535)  # what a CTC mask (uint16) can hold
+        self.ignore_spin.setSpecialValueText("none")
+        self.ignore_spin.setToolTip("the label you painted over pixels you did not annotate: they weigh nothing "
+                                    "in the loss (unetkit train --ignore-label)")
+        form.addRow("unannotated label", self.ignore_spin)
         self.output_edit = QLineEdit()
         self.output_edit.setPlaceholderText("new bundle folder (default: beside the data folder)")
         form.addRow("output", self.output_edit)
@@ -440,6 +446,8 @@ class AnnotationWidget(QWidget):
             finetune_output(self.bundle_path, data)
         existed = output.exists()
         steps = self.steps_spin.value() or None
+        # partial annotation: pixels painted with this label are neither cell nor background to the loss
+        overrides = {"ignore_label": self.ignore_spin.value()} if self.ignore_spin.value() else None
         bundle, relay, cancel = self.bundle_path, self._relay, self._cancel
 
         def progress(step=0, total=0, loss=None, metrics=None, **_):
@@ -456,7 +464,7 @@ class AnnotationWidget(QWidget):
             from unetkit.training import train_bundle
 
             return train_bundle(bundle, data=data, output=output, finetune=True, steps=steps, progress=progress,
-                                trust=False)
+                                overrides=overrides, trust=False)
 
         def done(result):
             self.last_result = result
