@@ -51,8 +51,9 @@ def demo(tmp_path_factory):
 @pytest.fixture
 def widget(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    w = AnnotationWidget(viewer)
-    viewer.window.add_dock_widget(w, name="unetkit")
+    # as a user opens it, from the Plugins menu: napari builds it from the manifest, with a proxy of the viewer
+    _, w = viewer.window.add_plugin_dock_widget("unetkit", "Segment, correct, fine-tune")
+    assert isinstance(w, AnnotationWidget)
     yield w
     # a run still going when a test fails must not outlive the viewer
     w.cancel()
