@@ -1,19 +1,35 @@
-"""Recipes side by side on synthetic data: train, segment the held-out sequence, score it as the CTC does.
+"""Recipes and peers side by side on synthetic data: train, segment the held-out sequence, score as the CTC does.
 
     python benchmarks/bench_recipes.py --kinds nuclei phase --seeds 3 --steps 200
+    python benchmarks/bench_recipes.py --methods default monai --kinds nuclei --seeds 1 --steps 100
 
-For each ``--kind`` of ``unetkit data demo`` and each seed, trains ``bundles/phc_u373`` at the ``make demo``
-width with (1) the default recipe and (2) the paper's (``--overlay configs/paper.json``), segments sequence
-``02`` with ``unetkit infer`` and prints pooled SEG, F1 at IoU 0.5, mean AP over IoU 0.5:0.95, the object
-count against the reference's and the wall time. Peers named by the issue (a 30-line MONAI script, Cellpose 3
-from scratch) are not here yet: the table says so rather than leaving them out silently.
+For each ``--kind`` of ``unetkit data demo`` and each seed, trains on sequence ``01``, segments sequence ``02``
+and prints pooled SEG, F1 at IoU 0.5, mean AP over IoU 0.5:0.95, the object count against the reference's and
+the wall time (training and segmentation), then per kind and method the mean over seeds and the seed spread
+(max - min SEG). ``--methods`` chooses among:
 
-Everything goes through the public CLI, as a user would run it; a run takes minutes on 2 cores.
+- ``default``: ``bundles/phc_u373`` at the ``make demo`` width, the default recipe, ``unetkit train`` then
+  ``unetkit infer`` (the public CLI, as a user runs it);
+- ``paper``: the same with the paper's configuration (``--overlay configs/paper.json``);
+- ``monai``: the 30-line MONAI script of issue 10 (``monai_script`` below: BasicUNet, DiceCE, Adam 1e-3,
+  ``--steps`` batches of 4 random 128x128 crops with flips, connected components), as a beginner writes it;
+- ``cellpose``: Cellpose 3's CPnet trained from scratch (``train.train_seg``, its own defaults: AdamW, 224x224
+  crops, 8 a step) for as many steps as fit unetkit's default *training* time on the same kind and seed, then
+  its flow decoder (``CellposeModel.eval``, ``channels=[0, 0]``, the training objects' mean diameter). Its
+  seconds are flow targets + training + segmentation; the one-off probe that times a step is not counted.
+  A benchmark-only extra, never a dependency of unetkit: ``pip install cellpose==3.1.1.2`` (it pins
+  ``numpy<2.1``; with a newer numpy install it with ``--no-deps`` plus fastremap, fill_voids, natsort, numba,
+  opencv-python-headless, roifile). No weights are downloaded: ``pretrained_model=False``, its model folder is
+  a temporary one and its downloader is replaced by one that raises. Without it the row says so.
+
+Caveat: unetkit's recipes validate on sequence ``02`` during training (and keep the best checkpoint by that
+validation) while the peers see only ``01``; the scores are on ``02`` for all.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,6 +44,9 @@ from unetkit.metrics.instances import instance_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"default": [], "paper": ["--overlay", "configs/paper.json"]}
+METHODS = [*RECIPES, "monai", "cellpose"]
+CELLPOSE_PIN = "cellpose==3.1.1.2"
+BUDGET_ONLY = "default-budget"  # default trained only to time Cellpose's budget, not scored
 
 
 def _run(args: list[str]) -> None:
@@ -53,30 +72,168 @@ def score(pred_dir: Path, data: Path) -> dict[str, float]:
             "objects": sum(len(np.unique(g)) - 1 for _, g in pairs)}
 
 
+def _annotated(data: Path, seq: str = "01") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The frames of ``seq`` that have a reference segmentation, and those instance labels."""
+    refs = sorted((data / f"{seq}_GT" / "SEG").glob("man_seg*.tif"))
+    return ([tifffile.imread(data / seq / f"t{r.stem[len('man_seg'):]}.tif") for r in refs],
+            [tifffile.imread(r) for r in refs])
+
+
+def monai_script(data: Path, seed: int, steps: int, out: Path) -> None:
+    """Issue 10's 30-line MONAI peer, as a beginner writes it: foreground U-Net, then connected components."""
+    import torch
+    from monai.inferers import sliding_window_inference
+    from monai.losses import DiceCELoss
+    from monai.networks.nets import BasicUNet
+    from skimage.measure import label
+
+    def norm(x):
+        lo, hi = np.percentile(x, (1, 99.8))
+        return ((x - lo) / max(hi - lo, 1e-6)).astype(np.float32)
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    images, labels = _annotated(data)
+    images, fgs = [norm(x) for x in images], [(y > 0).astype(np.float32) for y in labels]
+    net = BasicUNet(spatial_dims=2, in_channels=1, out_channels=2, features=(16, 16, 32, 64, 128, 16))
+    loss_fn, opt = DiceCELoss(to_onehot_y=True, softmax=True), torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(steps):
+        xs, ys = [], []
+        for _ in range(4):
+            i = rng.integers(len(images))
+            r, c = rng.integers(images[i].shape[0] - 127), rng.integers(images[i].shape[1] - 127)
+            x, y = images[i][r:r + 128, c:c + 128], fgs[i][r:r + 128, c:c + 128]
+            for axis in (0, 1):
+                if rng.random() < 0.5:
+                    x, y = np.flip(x, axis), np.flip(y, axis)
+            xs.append(x.copy())
+            ys.append(y.copy())
+        loss = loss_fn(net(torch.from_numpy(np.stack(xs))[:, None]), torch.from_numpy(np.stack(ys))[:, None])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        for f in sorted((data / "02").glob("t*.tif")):
+            x = torch.from_numpy(norm(tifffile.imread(f)))[None, None]
+            p = sliding_window_inference(x, (256, 256), 4, net, overlap=0.25)
+            tifffile.imwrite(out / f"{f.stem}_mask.tif", label(p.argmax(1)[0].numpy() > 0).astype(np.uint16))
+
+
+def _import_cellpose(model_dir: str):
+    """Cellpose's ``models``, ``train`` and ``dynamics`` with no way to download weights, or None if absent."""
+    os.environ["CELLPOSE_LOCAL_MODELS_PATH"] = model_dir  # read at import: its model folder, empty
+    try:
+        from cellpose import dynamics, models, train, utils
+    except ImportError:
+        return None
+
+    def refuse(url, dst, progress=True):
+        raise RuntimeError(f"benchmark: Cellpose tried to download {url}; it must train from scratch")
+
+    utils.download_url_to_file = refuse
+    return models, train, dynamics
+
+
+def cellpose_peer(data: Path, seed: int, budget_s: float, out: Path, work: Path) -> tuple[int, float] | None:
+    """Cellpose 3 from scratch on ``01``'s frames for ``budget_s`` seconds of training, its decoder on ``02``.
+
+    Returns the training steps (epochs of one batch of 8) and the seconds (flow targets, training,
+    segmentation), or None if cellpose is not installed.
+    """
+    cp = _import_cellpose(str(work / "cellpose_models"))
+    if cp is None:
+        return None
+    import torch
+    models, train, dynamics = cp
+    images, labels = _annotated(data)
+    images = [x.astype(np.float32) for x in images]
+    kw = dict(train_data=images, channels=[0, 0], batch_size=8, nimg_per_epoch=8, save_path=str(work),
+              min_train_masks=1)
+
+    def fresh():
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        return models.CellposeModel(gpu=False, pretrained_model=False, nchan=2)
+
+    start = time.perf_counter()
+    flows = dynamics.labels_to_flows([y.astype(np.int32) for y in labels], device=torch.device("cpu"))
+    flow_s = time.perf_counter() - start
+    probe, t = fresh(), time.perf_counter()  # time a step: 3 epochs of one batch, thrown away
+    train.train_seg(probe.net, train_labels=flows, n_epochs=3, model_name="probe", **kw)
+    step_s = (time.perf_counter() - t) / 3
+    steps = max(10, int((budget_s - flow_s) / step_s))
+    start = time.perf_counter() - flow_s
+    model = fresh()
+    train.train_seg(model.net, train_labels=flows, n_epochs=steps, model_name="scratch", **kw)
+    diameter = float(model.net.diam_labels.item())
+    out.mkdir(parents=True, exist_ok=True)
+    for f in sorted((data / "02").glob("t*.tif")):
+        masks = model.eval(tifffile.imread(f).astype(np.float32), channels=[0, 0], diameter=diameter)[0]
+        tifffile.imwrite(out / f"{f.stem}_mask.tif", masks.astype(np.uint16))
+    return steps, time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kinds", nargs="+", default=["nuclei", "phase"])
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--methods", "--recipes", nargs="+", default=METHODS, choices=METHODS)
     args = parser.parse_args()
-    print("peers not measured here yet: MONAI BasicUNet script, Cellpose 3 from scratch")
-    print(f"{'kind':8} {'seed':>4} {'recipe':8} {'SEG':>6} {'F1@0.5':>7} {'AP':>6} {'found/ref':>10} {'s':>6}")
+    print(f"{'kind':8} {'seed':>4} {'method':8} {'SEG':>6} {'F1@0.5':>7} {'AP':>6} {'found/ref':>10} {'s':>6}")
+    rows: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-recipes-") as tmp:
         for kind in args.kinds:
             for seed in range(args.seeds):
                 data = Path(tmp) / f"{kind}_{seed}"
                 _run(["data", "demo", str(data), "--kind", kind, "--seed", str(seed)])
-                for name in args.recipes:
-                    run, pred = Path(tmp) / f"run_{kind}_{seed}_{name}", Path(tmp) / f"pred_{kind}_{seed}_{name}"
+                train_s = None  # unetkit's default training time: Cellpose's budget
+                order = [m for m in METHODS if m in args.methods]
+                if "cellpose" in order and "default" not in order:
+                    order.insert(0, BUDGET_ONLY)
+                for name in order:
+                    pred = Path(tmp) / f"pred_{kind}_{seed}_{name}"
+                    note = ""
                     start = time.perf_counter()
-                    _run(["train", "bundles/phc_u373", "--data", str(data), "--steps", str(args.steps), "--output",
-                          str(run), "--seed", str(seed), "--set", "network_def::features=[16,32,64,128,256]",
-                          *RECIPES[name]])
-                    _run(["infer", str(run), str(data / "02"), "-o", str(pred)])
+                    if name in RECIPES or name == BUDGET_ONLY:
+                        recipe = "default" if name == BUDGET_ONLY else name
+                        run = Path(tmp) / f"run_{kind}_{seed}_{recipe}"
+                        _run(["train", "bundles/phc_u373", "--data", str(data), "--steps", str(args.steps),
+                              "--output", str(run), "--seed", str(seed),
+                              "--set", "network_def::features=[16,32,64,128,256]", *RECIPES[recipe]])
+                        if recipe == "default":
+                            train_s = time.perf_counter() - start
+                        if name == BUDGET_ONLY:
+                            continue
+                        _run(["infer", str(run), str(data / "02"), "-o", str(pred)])
+                        seconds = time.perf_counter() - start
+                    elif name == "monai":
+                        monai_script(data, seed, args.steps, pred)
+                        seconds = time.perf_counter() - start
+                    else:
+                        work = Path(tmp) / f"cellpose_{kind}_{seed}"
+                        work.mkdir()
+                        done = cellpose_peer(data, seed, train_s, pred, work)
+                        if done is None:
+                            print(f"{kind:8} {seed:>4} {name:8} not installed: pip install {CELLPOSE_PIN}",
+                                  flush=True)
+                            continue
+                        steps, seconds = done
+                        note = f"  ({steps} steps of 8 x 224^2 in unetkit's {train_s:.0f} s of training)"
                     s = score(pred, data)
+                    s["s"] = seconds
+                    rows.setdefault((kind, name), []).append(s)
                     print(f"{kind:8} {seed:>4} {name:8} {s['seg']:6.3f} {s['f1']:7.3f} {s['ap']:6.3f} "
-                          f"{s['found']:>4}/{s['objects']:<5} {time.perf_counter() - start:6.0f}", flush=True)
+                          f"{s['found']:>4}/{s['objects']:<5} {seconds:6.0f}{note}", flush=True)
+    print(f"\nmean over {args.seeds} seed(s); spread = max - min SEG over seeds")
+    print(f"{'kind':8} {'method':8} {'SEG':>6} {'F1@0.5':>7} {'AP':>6} {'found/ref':>10} {'s':>6} {'spread':>6}")
+    for (kind, name), rs in rows.items():
+        m = {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
+        spread = max(r["seg"] for r in rs) - min(r["seg"] for r in rs)
+        print(f"{kind:8} {name:8} {m['seg']:6.3f} {m['f1']:7.3f} {m['ap']:6.3f} "
+              f"{m['found']:>4.0f}/{m['objects']:<5.0f} {m['s']:6.0f} {spread:6.3f}")
 
 
 if __name__ == "__main__":
