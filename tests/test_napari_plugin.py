@@ -122,6 +122,8 @@ def test_open_segment_correct_save_finetune(widget, qtbot, bundle, demo, tmp_pat
     w.steps_spin.setValue(2)
     w.ignore_spin.setValue(65535)  # pixels painted 65535 would be unannotated (none are here)
     w.output_edit.setText(str(tmp_path / "tuned"))
+    seen = []  # progress the GUI thread handled while the run went on: the viewer stayed responsive
+    w._relay.progress.connect(lambda fraction, text: seen.append((w.busy, text)))
     assert w.finetune()
     assert not w.finetune()  # one run at a time
     assert "is running" in w.message_label.text()
@@ -129,6 +131,7 @@ def test_open_segment_correct_save_finetune(widget, qtbot, bundle, demo, tmp_pat
     result = w.last_result
     assert result is not None, w.message_label.text()
     assert result.output == tmp_path / "tuned" and result.steps == 2
+    assert ("fine-tuning", "fine-tuning: step 2/2") in [(busy, text.split(",")[0]) for busy, text in seen]
     meta = json.loads((result.output / "configs" / "metadata.json").read_text())
     assert meta["unetkit"]["parent"]["sha256"] == file_sha256(bundle / "models" / "model.pt")
     assert json.loads((result.output / "configs" / "train.json").read_text())["ignore_label"] == 65535
