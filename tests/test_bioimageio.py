@@ -5,7 +5,6 @@ refused, bioimageio's cache in a temporary folder and its remote checks off: the
 test of the package and unetkit's reading of it back all run offline.
 """
 
-import json
 import socket
 import zipfile
 from pathlib import Path

@@ -147,7 +147,7 @@ def export_bioimageio(path: str | os.PathLike, output: str | os.PathLike, *, sam
     with tempfile.TemporaryDirectory(prefix="unetkit-bioimageio-") as tmp:
         work = Path(tmp)
         files = _write_files(work, model, net, metadata, image, labels, test_in, test_out)
-        descr = _description(model, net, metadata, preprocessing, files, test_out.shape)
+        descr = _description(model, net, metadata, preprocessing, files)
         with atomic_output(target, "bioimage.io package") as tmp_zip:
             _save(descr, tmp_zip)
     log.info("wrote bioimage.io package %s", target)
@@ -155,7 +155,8 @@ def export_bioimageio(path: str | os.PathLike, output: str | os.PathLike, *, sam
                             max_abs_diff=files["max_abs_diff"])
 
 
-def _checked_network(model: BundleModel, path) -> UNet:
+def _checked_network(model: BundleModel, path) -> MirrorPaddedUNet:
+    """The bundle's network, refused unless a 2D valid-convolution UNet, as the package runs it (mirroring inside)."""
     net = model.network
     source = model.folder / "configs" / "common.json"
     if not isinstance(net, UNet):
@@ -333,7 +334,7 @@ def _cite(metadata: dict) -> list:
     return cite
 
 
-def _description(model: BundleModel, net: UNet, metadata: dict, preprocessing: list, files: dict, out_shape):
+def _description(model: BundleModel, net: MirrorPaddedUNet, metadata: dict, preprocessing: list, files: dict):
     """The bioimage.io model description (format 0.5), validated as it is built."""
     from bioimageio.spec.model import v0_5 as s
 
