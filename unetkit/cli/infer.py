@@ -36,6 +36,9 @@ def infer(
     save_probabilities: Annotated[bool, typer.Option("--save-probabilities", help="Also write <stem>_prob.<ext>: float32 class probabilities (class axis before Y, X in TIFF; last in NIfTI).")] = False,
     instances: Annotated[Optional[bool], typer.Option("--instances/--semantic", help="Instance labels (touching cells apart) or class indices. Default: what the bundle's decode gives.")] = None,
     preview: Annotated[bool, typer.Option("--preview", help="Also write <stem>_preview.png: the image with the mask's outlines.")] = False,
+    save_table: Annotated[bool, typer.Option("--save-table", help="Also write <stem>_objects.csv (one row per object, per frame of a stack: centroid, area in pixels and in the file's units, bounding box, equivalent diameter, input intensity, touching the border) and one counts.csv for the run (objects and foreground fraction per file and frame). Columns: docs/outputs.md.")] = False,
+    save_rois: Annotated[bool, typer.Option("--save-rois", help="Also write <stem>_rois.zip: one ImageJ ROI per object (per frame position in stacks) along pixel edges, named by label, for Fiji's ROI Manager.")] = False,
+    save_geojson: Annotated[bool, typer.Option("--save-geojson", help="Also write <stem>.geojson: the objects as QuPath detections (polygons along pixel edges, holes kept, the table's measurements), in pixel coordinates.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs of an earlier run (else the run stops before it starts, saying so).")] = False,
     fill_nonfinite: Annotated[bool, typer.Option("--fill-nonfinite", help="Replace NaN and inf pixels with the image's median (noted in the table) instead of failing such files.")] = False,
     trust: Annotated[bool, typer.Option("--trust", help=_TRUST_HELP)] = False,
@@ -48,8 +51,9 @@ def infer(
 
     paths = collect_inputs(inputs)
     options = PredictOptions(instances=instances, probabilities=save_probabilities, preview=preview, overwrite=overwrite,
-                             fill_nonfinite=fill_nonfinite)
-    kinds = dict(probabilities=save_probabilities, preview=preview)
+                             fill_nonfinite=fill_nonfinite, table=save_table, rois=save_rois, geojson=save_geojson)
+    kinds = dict(probabilities=save_probabilities, preview=preview, table=save_table, rois=save_rois,
+                 geojson=save_geojson)
     check_distinct(paths, output, **kinds)
     check_output_folder(output)
     if not overwrite and not under_torchrun():  # under torchrun other ranks may have written already
@@ -65,6 +69,10 @@ def infer(
         results, printer = _launch(bundle, paths, output, options, nproc=nproc, device=device, trust=trust, settings=settings), True
     else:
         results, printer = _single(bundle, paths, output, options, device=device, trust=trust, settings=settings), True
+    if printer and save_table:  # one table for the run, written once all processes are done
+        from unetkit.predict.objects import run_counts, write_counts
+
+        write_counts(output, run_counts(results))
     if printer:
         _summary(results, output)
     if any(not r.ok for r in results):

@@ -6,7 +6,9 @@
 - formats: TIFF in, TIFF out; NIfTI in, NIfTI out; ``.mha``/``.mhd``/``.nrrd``/``.nhdr``/``.png`` likewise;
   inputs no label image can be written as (JPEG is lossy; BMP, DICOM, GIPL, VTK are not written by ITK's
   wheels) get TIFF outputs, and the summary says so;
-- probabilities: TIFF or NIfTI as the input, other formats as TIFF.
+- probabilities: TIFF or NIfTI as the input, other formats as TIFF;
+- objects (``--save-table``, ``--save-rois``, ``--save-geojson``): ``<stem>_objects.csv``, ``<stem>_rois.zip``
+  (ImageJ ROIs), ``<stem>.geojson`` (QuPath), and one ``counts.csv`` for the run.
 
 ``unetkit infer``, MONAI's runner (:class:`~unetkit.transforms.SaveMaskd`), evaluation's pairing of
 predictions with references and the Cell Tracking Challenge export all read the rule from here.
@@ -30,16 +32,21 @@ import numpy as np
 
 from unetkit.io.formats import image_suffix, write_format
 
-__all__ = ["MASK", "PROB", "PREVIEW", "OutputPaths", "output_stem", "plan_outputs", "label_dtype", "semantic_dtype"]
+__all__ = ["MASK", "PROB", "PREVIEW", "OBJECTS", "ROIS", "GEOJSON", "COUNTS", "OutputPaths", "output_stem",
+           "plan_outputs", "label_dtype", "semantic_dtype"]
 
 MASK, PROB, PREVIEW = "_mask", "_prob", "_preview"
+OBJECTS, ROIS, GEOJSON = "_objects.csv", "_rois.zip", ".geojson"
+COUNTS = "counts.csv"
+"""The run's one table of objects per file and frame (``--save-table``)."""
 _PROB_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz")
 _NAMES = {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".dcm": "DICOM", ".gipl": "GIPL", ".vtk": "VTK"}
 
 
 @dataclass(frozen=True)
 class OutputPaths:
-    """The files one input gives: ``mask`` always, ``prob`` and ``preview`` when asked for.
+    """The files one input gives: ``mask`` always, ``prob``, ``preview``, ``table``, ``rois``, ``geojson`` when
+    asked for.
 
     ``note`` says why the mask's format differs from the input's (``"JPEG in: mask as TIFF"``), else "".
     """
@@ -48,9 +55,12 @@ class OutputPaths:
     prob: Path | None = None
     preview: Path | None = None
     note: str = ""
+    table: Path | None = None
+    rois: Path | None = None
+    geojson: Path | None = None
 
     def all(self) -> list[Path]:
-        return [p for p in (self.mask, self.prob, self.preview) if p is not None]
+        return [p for p in (self.mask, self.prob, self.preview, self.table, self.rois, self.geojson) if p is not None]
 
 
 def output_stem(path: str | os.PathLike) -> str:
@@ -77,13 +87,16 @@ def _mask_suffix(path) -> tuple[str, str]:
 
 
 def plan_outputs(
-    path: str | os.PathLike, outdir: str | os.PathLike, *, probabilities: bool = False, preview: bool = False
+    path: str | os.PathLike, outdir: str | os.PathLike, *, probabilities: bool = False, preview: bool = False,
+    table: bool = False, rois: bool = False, geojson: bool = False,
 ) -> OutputPaths:
     """The output files for input ``path`` in ``outdir`` (see the module docstring for the rules).
 
     Examples:
         >>> [p.name for p in plan_outputs("t000.tif", "out", probabilities=True, preview=True).all()]
         ['t000_mask.tif', 't000_prob.tif', 't000_preview.png']
+        >>> [p.name for p in plan_outputs("a.ome.tif", "out", table=True, rois=True, geojson=True).all()]
+        ['a_mask.tif', 'a_objects.csv', 'a_rois.zip', 'a.geojson']
     """
     outdir = Path(outdir)
     stem = output_stem(path)
@@ -97,6 +110,9 @@ def plan_outputs(
         prob=prob,
         preview=outdir / f"{stem}{PREVIEW}.png" if preview else None,
         note=note,
+        table=outdir / f"{stem}{OBJECTS}" if table else None,
+        rois=outdir / f"{stem}{ROIS}" if rois else None,
+        geojson=outdir / f"{stem}{GEOJSON}" if geojson else None,
     )
 
 

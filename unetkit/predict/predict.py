@@ -43,6 +43,7 @@ from unetkit.io import ImageMeta, read_image, write_image
 from unetkit.io.checks import count_nonfinite, fill_nonfinite
 from unetkit.predict.layout import Layout, plan_layout
 from unetkit.predict.model import BundleModel
+from unetkit.predict.objects import write_object_outputs
 from unetkit.predict.preview import write_preview
 from unetkit.predict.segment import instance_labels, segment
 from unetkit.predict.stream import stream_file
@@ -71,6 +72,10 @@ class PredictOptions:
             :mod:`unetkit.predict.stream`).
         fill_nonfinite: replace NaN and +-inf pixels by the image's median (noted in the result), instead
             of failing the file.
+        table: also write ``<stem>_objects.csv`` and give the file's ``counts.csv`` rows in the result
+            (see :mod:`unetkit.predict.objects`).
+        rois: also write ``<stem>_rois.zip``, ImageJ ROIs (see :mod:`unetkit.predict.shapes`).
+        geojson: also write ``<stem>.geojson``, QuPath's GeoJSON (see :mod:`unetkit.predict.shapes`).
     """
 
     instances: bool | None = None
@@ -79,6 +84,9 @@ class PredictOptions:
     overwrite: bool = False
     stream_pixels: int = STREAM_PIXELS
     fill_nonfinite: bool = False
+    table: bool = False
+    rois: bool = False
+    geojson: bool = False
 
 
 @dataclass
@@ -95,6 +103,7 @@ class FileResult:
         message: why it failed ("" when ok).
         notes: remarks on an ok file ("RGB -> grey", "JPEG in: written as TIFF", "streamed").
         rank: the process that segmented it (``--nproc``).
+        counts: with ``table``, one ``counts.csv`` row per frame (``frame``, ``objects``, ``foreground_fraction``).
     """
 
     path: Path
@@ -106,6 +115,7 @@ class FileResult:
     message: str = ""
     notes: list[str] = field(default_factory=list)
     rank: int = 0
+    counts: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -178,13 +188,15 @@ def predict_file(
     if options.instances is None:
         options = replace(options, instances=model.decode_instances)
     try:
-        outputs = plan_outputs(path, outdir, probabilities=options.probabilities, preview=options.preview)
+        outputs = plan_outputs(path, outdir, probabilities=options.probabilities, preview=options.preview,
+                               table=options.table, rois=options.rois, geojson=options.geojson)
         check_free(outputs, overwrite=options.overwrite)
         array, meta = read_image(path, mmap=True)
         shape = tuple(array.shape)
         array, filled = _finite(array, path, options)
         layout = plan_layout(meta, spatial_dims=model.spatial_dims, in_channels=model.in_channels)
         objects, notes = _predict(model, array, meta, layout, outputs, options, progress)
+        counts = write_object_outputs(outputs, array, meta, layout) if _wants_objects(options) else []
         notes = filled + notes
     except UnetkitError as e:
         return FileResult(path, "failed", shape, seconds=time.perf_counter() - start, message=str(e))
@@ -194,7 +206,12 @@ def predict_file(
                           message=f"{type(e).__name__}: {e} (run with --debug for details, and please report it)")
     if outputs.note:
         notes.insert(0, outputs.note)
-    return FileResult(path, "ok", shape, objects, time.perf_counter() - start, outputs.all(), notes=notes)
+    return FileResult(path, "ok", shape, objects, time.perf_counter() - start, outputs.all(), notes=notes,
+                      counts=counts)
+
+
+def _wants_objects(options: PredictOptions) -> bool:
+    return options.table or options.rois or options.geojson
 
 
 def _finite(array, path: Path, options: PredictOptions):

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Sequence
 
 from unetkit.errors import ImageWriteError, UnetkitError
-from unetkit.io.naming import MASK, PREVIEW, PROB, OutputPaths, label_dtype, output_stem, plan_outputs, semantic_dtype
+from unetkit.io.naming import (
+    COUNTS, MASK, PREVIEW, PROB, OutputPaths, label_dtype, output_stem, plan_outputs, semantic_dtype,
+)
 
 __all__ = ["OutputPaths", "OutputExistsError", "output_stem", "plan_outputs", "check_free", "check_distinct",
            "check_output_folder", "check_no_outputs", "label_dtype", "semantic_dtype", "MASK", "PROB", "PREVIEW"]
@@ -92,12 +94,15 @@ def check_output_folder(outdir: str | os.PathLike) -> Path:
 
 
 def check_no_outputs(inputs: Sequence[Path], outdir: str | os.PathLike, **kinds) -> None:
-    """Refuse, in one line for the whole run, to replace outputs of an earlier run (without ``--overwrite``).
+    """Refuse, in one line for the whole run, to replace outputs of an earlier run (without ``--overwrite``);
+    with ``table=True`` the run's ``counts.csv`` is one of them.
 
     Raises:
         OutputExistsError: how many of the outputs exist, the first of them, and the fix.
     """
     found = [p for path in inputs for p in plan_outputs(path, outdir, **kinds).all() if p.exists()]
+    if kinds.get("table") and (Path(outdir) / COUNTS).exists():
+        found.append(Path(outdir) / COUNTS)
     if found:
         raise OutputExistsError(
             f"{len(found)} output file(s) of this run exist already in {outdir} (the first: {found[0].name})",
