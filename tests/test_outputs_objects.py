@@ -9,6 +9,7 @@ import csv
 import json
 import shutil
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,19 +35,30 @@ from tiny_bundles import REPO_BUNDLES, make_tiny_bundle
 ALL = PredictOptions(table=True, rois=True, geojson=True)
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def _threshold_bundle(folder: Path, **common) -> Path:
     """phc_u373 whose network is a threshold: foreground where the normalised pixel is above 0.5."""
-    folder = tmp_path_factory.mktemp("b") / "threshold"
     shutil.copytree(REPO_BUNDLES / "phc_u373", folder, ignore=shutil.ignore_patterns("models", "checkpoints", "eval"))
     net = {"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 1}
-    common = folder / "configs" / "common.json"
-    common.write_text(json.dumps(overlay(json.loads(common.read_text()), {"network_def": net})))
+    path = folder / "configs" / "common.json"
+    path.write_text(json.dumps(overlay(json.loads(path.read_text()), {"network_def": net, **common})))
     inference = folder / "configs" / "inference.json"
     inference.write_text(json.dumps(overlay(json.loads(inference.read_text()), {"inferer#tile": None})))
     (folder / "models").mkdir()
     state = {"weight": torch.tensor([-20.0, 20.0]).reshape(2, 1, 1, 1), "bias": torch.tensor([10.0, -10.0])}
     torch.save(state, folder / "models" / "model.pt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return load_bundle_model(_threshold_bundle(tmp_path_factory.mktemp("b") / "threshold"), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def streaming_model(tmp_path_factory):
+    """The same with the paper's decoder (components), which large images stream with."""
+    paper = {"_target_": "unetkit.transforms.AsInstancesd", "keys": "pred"}
+    folder = _threshold_bundle(tmp_path_factory.mktemp("s") / "threshold", decode=paper)
     return load_bundle_model(folder, device="cpu")
 
 
@@ -227,6 +239,26 @@ def test_a_stack_gives_rows_rois_and_features_per_frame(model, tmp_path):
         assert _roi_area(roi) == frame_areas[int(roi.name.split("-")[1])]
     gj = json.loads((tmp_path / "out" / "t.geojson").read_text())
     assert sorted(f["geometry"]["plane"]["t"] for f in gj["features"]) == [0] * 4 + [2] * 4
+
+
+def test_a_streamed_image_gets_the_same_table_rois_and_geojson(streaming_model, tmp_path):
+    src = write_image(tmp_path / "big.tif", _cells(), ImageMeta("YX", spacing=(0.3, 0.3), extra={"unit": "um"}))
+    whole = predict_file(streaming_model, src, tmp_path / "memory", ALL)
+    streamed = predict_file(streaming_model, src, tmp_path / "stream", replace(ALL, stream_pixels=100))
+    assert "streamed" in streamed.notes and "streamed" not in whole.notes and whole.counts == streamed.counts
+    for name in ("big_objects.csv", "big.geojson"):
+        assert (tmp_path / "memory" / name).read_text() == (tmp_path / "stream" / name).read_text()
+    assert [r.coordinates().tolist() for r in roifile.roiread(tmp_path / "memory" / "big_rois.zip")] == \
+        [r.coordinates().tolist() for r in roifile.roiread(tmp_path / "stream" / "big_rois.zip")]
+
+
+def test_the_counts_travel_with_the_result_between_processes(model, tmp_path):
+    from unetkit.predict import FileResult
+
+    frames = np.stack([_cells(), _cells()[:, ::-1].copy()])
+    r = predict_file(model, write_image(tmp_path / "t.tif", frames, ImageMeta("TYX")), tmp_path / "o", ALL)
+    back = FileResult.from_dict(json.loads(json.dumps(r.to_dict())))  # as --nproc workers report it
+    assert back.counts == r.counts and [c["frame"] for c in back.counts] == [0, 1]
 
 
 def test_an_image_without_objects_gives_empty_outputs(model, tmp_path):
