@@ -24,6 +24,7 @@ from tiny_bundles import make_tiny_bundle  # noqa: E402
 from unetkit.bundle import pack_bundle  # noqa: E402
 from unetkit.bundle.archive import file_sha256  # noqa: E402
 from unetkit.data import ctc_datalist, make_demo  # noqa: E402
+from unetkit.napari.frames import Cancelled  # noqa: E402
 from unetkit.napari.widget import AnnotationWidget  # noqa: E402
 from unetkit.predict import load_bundle_model, predict_file  # noqa: E402
 
@@ -56,8 +57,9 @@ def widget(make_napari_viewer, qtbot):
     assert isinstance(w, AnnotationWidget)
     yield w
     # a run still going when a test fails must not outlive the viewer
+    worker = w._worker
     w.cancel()
-    qtbot.waitUntil(lambda: w.busy is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: worker is None or not worker.is_running, timeout=WAIT_MS)
 
 
 def _wait(qtbot, w):
@@ -164,6 +166,15 @@ def test_cancel_segmentation_and_finetuning(widget, qtbot, bundle, demo, tmp_pat
     _wait(qtbot, w)
     assert w.message_label.text() == "fine-tuning cancelled"
     assert w.last_result is None and not (tmp_path / "never").exists()  # no half-made bundle left
+
+    # closing the viewer during a run stops it too
+    assert w.segment()
+    worker, errors = w._worker, []
+    worker.errored.connect(errors.append)
+    qtbot.waitUntil(lambda: w.progress_bar.value() > 0, timeout=WAIT_MS)
+    viewer.close()
+    qtbot.waitUntil(lambda: not worker.is_running and bool(errors), timeout=WAIT_MS)
+    assert isinstance(errors[0], Cancelled)
 
 
 def test_bad_input_is_one_line_not_a_traceback(widget, qtbot, bundle, tmp_path):

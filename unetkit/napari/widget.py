@@ -98,6 +98,8 @@ class AnnotationWidget(QWidget):
         self._cancel = threading.Event()
         self._relay = _Relay()
         self._relay.progress.connect(self._on_progress)
+        cancel = self._cancel  # not self: the slot must outlive the widget it was made for
+        self.destroyed.connect(lambda *_: cancel.set())  # viewer closed during a run: stop it at the next step
         self._build()
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
             event.connect(self._refresh_layers)
@@ -259,6 +261,8 @@ class AnnotationWidget(QWidget):
         (show_error if error else show_info)(text)
 
     def _on_progress(self, fraction: float, text: str) -> None:
+        if not _alive(self):  # queued before the viewer was closed
+            return
         self.progress_bar.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
         self.message_label.setText(text)
         self.viewer.status = text
@@ -278,6 +282,8 @@ class AnnotationWidget(QWidget):
         self.viewer.status = f"{name}…"
 
         def returned(result):
+            if not _alive(self):
+                return
             self._finish()
             try:
                 done(result)
@@ -285,9 +291,11 @@ class AnnotationWidget(QWidget):
                 self._report(str(e), error=True)
 
         def errored(error):
-            self._finish()
             if failed is not None:
                 failed(error)
+            if not _alive(self):
+                return
+            self._finish()
             if _cause(error, Cancelled) is not None:
                 self._report(f"{name} cancelled")
                 return
@@ -317,7 +325,8 @@ class AnnotationWidget(QWidget):
         if self.busy is None:
             return
         self._cancel.set()
-        self.message_label.setText(f"cancelling {self.busy}…")
+        if _alive(self):
+            self.message_label.setText(f"cancelling {self.busy}…")
 
     # ---- the steps -------------------------------------------------------------------------------------
     def open_bundle(self, path: str | Path | None = None) -> bool:
@@ -478,6 +487,15 @@ class AnnotationWidget(QWidget):
                 shutil.rmtree(output, ignore_errors=True)  # a half-made bundle of ours, of no use to anyone
 
         return self._start("fine-tuning", run, done, failed=failed)
+
+
+def _alive(widget: QWidget) -> bool:
+    """False once Qt has deleted the widget (the viewer was closed while a run went on)."""
+    try:
+        widget.objectName()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _same(a, b) -> bool:
