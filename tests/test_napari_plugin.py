@@ -225,3 +225,20 @@ def test_a_frame_opened_from_the_data_folder_is_saved_as_itself(widget, demo, tm
     (data / "01_GT" / "SEG" / "man_seg000.tif").unlink()
     assert w.save() is None
     assert "holds another image for frame 0" in w.message_label.text()
+
+
+def test_the_frame_on_screen_of_a_time_lapse_is_saved(widget, tmp_path):
+    w, viewer = widget, widget.viewer
+    rng = np.random.default_rng(3)
+    movie = rng.integers(0, 255, (4, 30, 40), dtype=np.uint8)
+    viewer.add_image(movie, name="movie")
+    labels = np.zeros(movie.shape, np.int32)
+    for t in range(4):
+        labels[t, 5:10, 5 + 5 * t:12 + 5 * t] = t + 1
+    viewer.add_labels(labels, name="movie labels")
+    viewer.dims.set_current_step(0, 2)
+    w.data_edit.setText(str(tmp_path / "data"))
+    mask = w.save()
+    assert mask == tmp_path / "data" / "01_GT" / "SEG" / "man_seg000.tif"
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "data" / "01" / "t000.tif"), movie[2])
+    np.testing.assert_array_equal(tifffile.imread(mask), labels[2])
