@@ -181,3 +181,40 @@ def test_a_label_covering_most_of_the_annotation_is_named_as_a_likely_ignore_lab
     with caplog.at_level("WARNING"):
         WeightMap()(labels)
     assert "label 7 covers" in caplog.text and "--ignore-label 7" in caplog.text
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_scrambled_ignored_logits_change_neither_loss_nor_gradients_through_the_recipe_targets(classes):
+    """The recipes' own chain with an ignore label: WeightMapd and make_target (InstanceToSemanticd for two
+    classes, the default InstanceToThreeClassd for three) read the same ignore value; logits scrambled where the
+    label is that value leave the loss and every gradient outside it as they were, and give no gradient inside."""
+    from monai.transforms import Compose, ConcatItemsd
+
+    from unetkit.transforms import InstanceToSemanticd, InstanceToThreeClassd, WeightMapd
+
+    ignore = 65535
+    labels = np.zeros((1, 48, 52), np.int64)
+    labels[0, 5:15, 5:15], labels[0, 15:27, 8:20], labels[0, 30:44, 4:16] = 1, 2, 3  # 1 and 2 touch
+    labels[0, 8:40, 30:] = ignore
+    target = InstanceToThreeClassd("label", boundary=2, ignore_value=ignore) if classes == 3 else \
+        InstanceToSemanticd("label", ignore_value=ignore)
+    chain = Compose([WeightMapd("label", weight_key="weight", ignore_value=ignore), target,
+                     ConcatItemsd(["label", "weight"], name="label")])
+    packed = torch.as_tensor(np.asarray(chain({"label": labels})["label"], np.float32))[None]
+    assert packed.shape == (1, 2, 48, 52) and int(packed[0, 0].max()) == classes - 1
+    ignored = torch.as_tensor(labels[0] == ignore)
+    assert (packed[0, 1][ignored] == 0).all() and (packed[0, 1][~ignored] > 0).all()
+
+    logits = torch.randn(1, classes, 48, 52, generator=torch.Generator().manual_seed(0))
+    scrambled = torch.where(ignored, torch.randn(logits.shape, generator=torch.Generator().manual_seed(1)) * 100,
+                            logits)
+    results = []
+    for x in (logits, scrambled):
+        x = x.clone().requires_grad_(True)
+        loss = WeightMapCrossEntropyLoss()(x, packed)
+        loss.backward()
+        results.append((loss.detach(), x.grad.clone()))
+    (loss_a, grad_a), (loss_b, grad_b) = results
+    torch.testing.assert_close(loss_a, loss_b, rtol=0, atol=1e-6)
+    torch.testing.assert_close(grad_a, grad_b, rtol=0, atol=1e-9)  # outside: equal; inside: both zero
+    assert grad_a[..., ignored].abs().max() == 0 and grad_a[..., ~ignored].abs().max() > 0

@@ -7,11 +7,13 @@ that asks for a report, exit code 1. ``unetkit --debug ...`` shows the traceback
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 import unetkit
@@ -81,6 +83,7 @@ def _root(
     max_bundle_files: Annotated[Optional[int], typer.Option("--max-bundle-files", help="Most entries in a bundle zip (default 10000).")] = None,
 ):
     _state["debug"] = debug
+    _show_library_warnings()
     if max_bundle_size is not None or max_bundle_files is not None:
         from unetkit.bundle import archive
         from unetkit.predict.model import parse_size
@@ -106,6 +109,24 @@ def _register() -> None:
 
 
 _register()
+
+
+class _WarningLine(logging.Handler):
+    """unetkit's own warnings (a likely ignore label, the precision kept) as one yellow line on stderr, instead
+    of logging's bare fallback."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            err.print(f"[yellow]{escape(record.getMessage())}[/]", soft_wrap=True, highlight=False)
+        except Exception:  # a warning must never stop the command
+            self.handleError(record)
+
+
+def _show_library_warnings() -> None:
+    log = logging.getLogger("unetkit")
+    if not any(isinstance(h, _WarningLine) for h in log.handlers):
+        handler = _WarningLine(logging.WARNING)
+        log.addHandler(handler)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ __all__ = ["ctc_datalist", "ctc_frames", "image_datalist", "isbi2012_datalist", 
 _FRAME = re.compile(r"^t(\d+)\.tiff?$")
 # man_seg012.tif annotates frame 12; man_seg_012_034.tif annotates slice 34 of the 3D frame 12.
 _MASK = re.compile(r"^man_seg(?:(\d+)|_(\d+)_(\d+))\.tiff?$")
+_TRACK = re.compile(r"^man_track(\d+)\.tiff?$")
 _TRUTHS = {"GT": "gold truth", "ST": "silver truth"}
 _GET_DATA = "run `unetkit data fetch phc_u373` (or dic_hela), or `unetkit data demo DIR` for demo data"
 
@@ -83,6 +84,12 @@ def ctc_datalist(
     Where a 3D data set annotates single slices (``man_seg_012_034.tif``), the item is that slice of the
     3D frame: ``"frame": 34`` indexes the frame's first axis.
 
+    Partial annotation: the gold segmentation truth covers only some cells of a frame in many data sets,
+    while the gold tracking truth (``01_GT/TRA/man_track012.tif``) marks every cell. Gold items therefore
+    carry ``"track"``, the frame's tracking markers, where that file exists;
+    :class:`~unetkit.transforms.MarkUnannotatedd` turns the cells with a marker and no mask into an ignored
+    region (docs/training.md, "Ignore regions").
+
     Args:
         root: the data set's folder, e.g. ``.../PhC-C2DH-U373``.
         sequences: sequence folder names to include, e.g. ``("01", "02")``.
@@ -91,7 +98,8 @@ def ctc_datalist(
 
     Returns:
         Items ``{"image": ".../01/t012.tif", "label": ".../01_GT/SEG/man_seg012.tif"}`` (plus
-        ``"frame": int`` for slice annotations), sorted by sequence, frame and slice.
+        ``"frame": int`` for slice annotations and ``"track": ".../01_GT/TRA/man_track012.tif"`` for gold
+        truth with tracking markers), sorted by sequence, frame and slice.
 
     Raises:
         ValueError: ``truth`` is not ``"GT"`` or ``"ST"``.
@@ -123,6 +131,7 @@ def _ctc_sequence(root: Path, seq: str, truth: str) -> list[dict]:
     if not masks_dir.is_dir():
         raise DataError(f"no {_TRUTHS[truth]} folder {seq}_{truth}/SEG", path=masks_dir, fix=_GET_DATA)
     frames = _indexed_frames(frames_dir)
+    tracks = _indexed_tracks(root / f"{seq}_GT" / "TRA") if truth == "GT" else {}
     keyed = []
     for entry in os.scandir(masks_dir):
         m = _MASK.match(entry.name)
@@ -138,12 +147,26 @@ def _ctc_sequence(root: Path, seq: str, truth: str) -> list[dict]:
         item = {"image": str(frames[t]), "label": str(Path(entry.path).absolute())}
         if z is not None:
             item["frame"] = z
+        if t in tracks:
+            item["track"] = str(tracks[t])
         keyed.append(((t, -1 if z is None else z), item))
     if not keyed:
         raise DataError(
             f"no annotated frame (man_segTTT.tif) for sequence '{seq}'", path=masks_dir, fix=_GET_DATA
         )
     return [item for _, item in sorted(keyed, key=lambda k: k[0])]
+
+
+def _indexed_tracks(folder: Path) -> dict[int, Path]:
+    """Frame index -> tracking-marker file of one sequence's gold truth (empty when there is none)."""
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for entry in os.scandir(folder):
+        m = _TRACK.match(entry.name)
+        if m and entry.is_file():
+            found[int(m.group(1))] = Path(entry.path).absolute()
+    return found
 
 
 def _stack_length(path: Path) -> int:

@@ -66,6 +66,9 @@ class BundleModel:
             instance labels (:class:`~unetkit.transforms.AsInstances`, ``ThreeClassInstances``); a default
             :class:`~unetkit.transforms.AsInstances` for a class-index decode.
         decode_instances: True when the bundle's ``decode`` gives instance labels, False for class indices.
+        memory_limit: a cap, in bytes, on the process's peak resident memory while a file is segmented
+            (``--memory``, or the bundle's ``memory_limit`` inference setting): the tile is chosen from what the
+            process, the image and its outputs leave (:mod:`unetkit.predict.memory`); None: no cap.
     """
 
     folder: Path | None
@@ -79,13 +82,15 @@ class BundleModel:
     preprocessing: Callable | None = None
     instances: Any = None
     decode_instances: bool = True
+    memory_limit: int | None = None
 
     def with_settings(
         self, *, tile: int | Sequence[int] | None = None, batch: int | None = None, amp: bool | None = None,
         tta: bool = False, memory: int | None = None, precision: str | None = None, exact: bool | None = None,
     ) -> "BundleModel":
         """A copy whose inferer takes the given settings over the bundle's (None keeps the bundle's; tile 0
-        means "choose by memory"; ``memory``: bytes for the tile's working set when the tile is chosen),
+        means "choose by memory"; ``memory``: a cap in bytes on the process's peak resident memory, see
+        :attr:`memory_limit`, which also lets the tile be chosen by memory unless ``tile`` is given),
         checked against the network's tile rules here, once.
 
         ``precision`` (``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"``: :mod:`unetkit.precision`) replaces the
@@ -98,8 +103,11 @@ class BundleModel:
                 that contradicts ``amp`` or ``exact``.
         """
         changes: dict[str, Any] = {"tta": bool(tta)}
+        limit = self.memory_limit
         if memory is not None:
-            changes["memory_budget"] = memory
+            limit = int(memory)
+            if tile is None:  # a bundle's fixed tile may not fit the cap: the cap chooses it
+                changes["tile"] = None
         if tile is not None:
             changes["tile"] = None if tile == 0 else (tile if isinstance(tile, int) else tuple(tile))
         if batch is not None:
@@ -115,7 +123,8 @@ class BundleModel:
             changes["exact"] = False
         if precision is not None:  # replaces the bundle's older switches too
             changes.update(precision=precision, amp=True, amp_dtype=None)
-        return replace(self, inferer=_checked(self.inferer, self.network, self.spatial_dims, changes, "--"))
+        return replace(self, inferer=_checked(self.inferer, self.network, self.spatial_dims, changes, "--"),
+                       memory_limit=limit)
 
 
 _UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "KIB": 2**10, "M": 1e6, "MB": 1e6, "MIB": 2**20, "G": 1e9, "GB": 1e9,
@@ -177,12 +186,26 @@ def load_bundle_model(path: str | os.PathLike, *, trust: bool = False, device: s
     inferer = _checked(inferer, network, spatial_dims, {"device": dev}, "inferer#")
     normalize, preprocessing = _preprocessing(parser, source)
     instances, decode_instances = _decoder(parser, source)
+    limit = _memory_limit(parser, source)
+    if limit is not None:
+        inferer = _checked(inferer, network, spatial_dims, {"tile": None}, "inferer#")
     return BundleModel(
         folder=folder, network=network, device=dev, spatial_dims=spatial_dims,
         in_channels=int(getattr(network, "in_channels", 1)), out_channels=int(getattr(network, "out_channels", 2)),
         inferer=inferer, normalize=normalize, preprocessing=preprocessing, instances=instances,
-        decode_instances=decode_instances,
+        decode_instances=decode_instances, memory_limit=limit,
     )
+
+
+def _memory_limit(parser, source: Path) -> int | None:
+    """The bundle's ``memory_limit`` inference setting (``"2GiB"`` or bytes), or None."""
+    if "memory_limit" not in parser or parser["memory_limit"] is None:
+        return None
+    value = parser["memory_limit"]
+    try:
+        return parse_size(str(value), option="memory_limit")
+    except UnetkitError as e:
+        raise BundleError(str(e), path=source) from None
 
 
 def _parser(config: dict, folder: Path):

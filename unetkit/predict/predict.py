@@ -238,9 +238,22 @@ def _streams(model: BundleModel, layout: Layout, outputs: OutputPaths, options: 
             and math.prod(layout.frame_shape) > options.stream_pixels)
 
 
+def _capped(model: BundleModel, array, layout: Layout, options: PredictOptions, streams: bool) -> BundleModel:
+    """The model whose tile fits what the memory cap leaves for this file (:mod:`unetkit.predict.memory`)."""
+    if model.memory_limit is None or model.inferer.options.tile is not None:
+        return model
+    from unetkit.predict.memory import tile_budget
+
+    budget, batch = tile_budget(model, array, layout, probabilities=options.probabilities,
+                                instances=options.instances, streams=streams, limit=model.memory_limit)
+    return replace(model, inferer=model.inferer.with_settings(memory_budget=budget, batch=batch))
+
+
 def _predict(model, array, meta: ImageMeta, layout: Layout, outputs: OutputPaths, options: PredictOptions, progress):
     notes = ["RGB -> grey"] if layout.grey else []
-    if _streams(model, layout, outputs, options):
+    streams = _streams(model, layout, outputs, options)
+    model = _capped(model, array, layout, options, streams)
+    if streams:
         objects = stream_file(model, array, layout, meta, outputs, instances=options.instances, progress=progress)
         notes.append("streamed")
         if outputs.preview is not None:

@@ -22,6 +22,7 @@ from unetkit.transforms.intensity import PercentileNormalize, PercentileNormaliz
 from unetkit.transforms.labels import InstanceToSemantic, InstanceToSemanticd, separate_touching
 from unetkit.transforms.weight_map import WeightMap, WeightMapd, border_cutoff, two_nearest_distances, weight_map
 from unetkit.transforms.load import LoadImage, LoadImaged
+from unetkit.transforms.partial import MarkUnannotatedd, unannotated_mask
 from unetkit.transforms.save import SaveMask, SaveMaskd
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "InstanceToThreeClassd",
     "LoadImage",
     "LoadImaged",
+    "MarkUnannotatedd",
     "PaperElastic",
     "PercentileNormalize",
     "PercentileNormalized",
@@ -55,5 +57,6 @@ __all__ = [
     "remove_small_labels",
     "separate_touching",
     "two_nearest_distances",
+    "unannotated_mask",
     "weight_map",
 ]

@@ -261,24 +261,42 @@ class WeightMap(Transform):
                 f"ignore mask has shape {extra.shape} but the labels are {(1, *labels.shape)}",
                 fix="give a mask of the label image's size",
             )
+        if not extra.any():  # an empty mask ignores nothing (and leaves the likely-ignore-label check on)
+            return mask
         return extra != 0 if mask is None else mask | (extra != 0)
 
 
 _WARNED: set[int] = set()
 
 
+def dominant_label(labels: np.ndarray) -> tuple[int, float] | None:
+    """``(value, share)`` of a label covering more than half of the annotated (non-zero) area among at least
+    three objects, else None."""
+    labels = np.asarray(labels)
+    if labels.size == 0 or labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= MAX_DENSE_LABEL:
+        return None
+    counts = np.bincount(labels.ravel())
+    if np.count_nonzero(counts[1:]) < 3:
+        return None
+    top = int(np.argmax(counts[1:])) + 1
+    annotated = counts[1:].sum()
+    return (top, float(counts[top] / annotated)) if counts[top] > annotated / 2 else None
+
+
+def warn_dominant_label(value: int, share: float) -> None:
+    """The warning of :func:`dominant_label`'s finding, said once per value and process."""
+    _WARNED.add(value)
+    logger.warning("label %d covers %.0f%% of the annotated area: if it marks unannotated pixels, train with "
+                   "--ignore-label %d", value, 100 * share, value)
+
+
 def _warn_if_one_label_dominates(labels: np.ndarray) -> None:
     """One label covering most of the annotated area among several objects is likely an "unannotated"
     value (the Cell Tracking Challenge's gold truth is partial): trained as one huge cell, it teaches the
     network nonsense. Said once per value, as a hint to pass it as the ignore label."""
-    counts = np.bincount(labels.ravel()) if labels.size and labels.max() < MAX_DENSE_LABEL else None
-    if counts is None or np.count_nonzero(counts[1:]) < 3:
-        return
-    top = int(np.argmax(counts[1:])) + 1
-    if counts[top] > counts[1:].sum() / 2 and top not in _WARNED:
-        _WARNED.add(top)
-        logger.warning("label %d covers %.0f%% of the annotated area: if it marks unannotated pixels, train with "
-                       "--ignore-label %d", top, 100 * counts[top] / counts[1:].sum(), top)
+    found = dominant_label(labels)
+    if found is not None and found[0] not in _WARNED:
+        warn_dominant_label(*found)
 
 
 class WeightMapd(MapTransform):
@@ -288,7 +306,8 @@ class WeightMapd(MapTransform):
         keys: key(s) of the instance-label images.
         weight_key: where to write the weights; one per key when there are several keys.
         w0, sigma, class_balance, spacing, ignore_value, gap: as for :class:`WeightMap`.
-        ignore_key: key of a mask whose non-zero pixels get weight 0 (e.g. unannotated regions).
+        ignore_key: key of a mask whose non-zero pixels get weight 0 (e.g. unannotated regions,
+            :class:`~unetkit.transforms.MarkUnannotatedd`); items without that key have none.
         allow_missing_keys: skip absent keys instead of raising ``KeyError``.
 
     Examples:
@@ -327,7 +346,8 @@ class WeightMapd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
-        ignore = None if self.ignore_key is None else d[self.ignore_key]
+        # an item without the mask has nothing unannotated (MarkUnannotatedd writes it only where it knows)
+        ignore = None if self.ignore_key is None else d.get(self.ignore_key)
         for key, weight_key in self.key_iterator(d, self.weight_keys):
             d[weight_key] = self.weight_map(d[key], ignore)
         return d
