@@ -22,6 +22,7 @@ OPTIONAL = {
     "onnx": ("onnx", "for unetkit bundle export --format onnx"),
     "onnxruntime": ("onnx", "for unetkit bundle export --format onnx (checks the export runs)"),
     "h5py": ("", "for unetkit data fetch isbi2012 (its download is an HDF5 file)"),
+    "napari": ("napari", "for the napari plugin (docs/napari.md)"),
 }
 """Optional packages: the pip extra that brings each (``""``: none, install it by name) and what it is for."""
 
