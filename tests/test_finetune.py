@@ -81,12 +81,12 @@ def test_the_plan_gives_a_fine_tuning_schedule_and_steps_the_user_gives_win(pare
     lr = configs["train.json"]["learning_rate"]
     plan = plan_bundle(copy.deepcopy(configs), one_frame, finetune=True)
     s = plan.settings
-    assert s["learning_rate"] == pytest.approx(lr / 5)
-    assert s["max_steps"] == 200 and s["lr_warmup"] == 10 and s["val_interval"] == 20  # one annotated frame
+    assert s["learning_rate"] == pytest.approx(lr)
+    assert s["max_steps"] == 300 and s["lr_warmup"] == 15 and s["val_interval"] == 30  # one annotated frame
     assert plan.reasons["learning_rate"]
     mine = plan_bundle(copy.deepcopy(configs), one_frame, finetune=True, max_steps=40).settings
     assert "max_steps" not in mine and mine["val_interval"] == 4 and mine["lr_warmup"] == 2
-    assert "learning_rate" not in plan_bundle(copy.deepcopy(configs), one_frame).settings
+    assert "lr_warmup" not in plan_bundle(copy.deepcopy(configs), one_frame).settings  # training from scratch
 
 
 def test_finetune_needs_trained_weights_and_never_replaces_them(tmp_path, parent, one_frame):
