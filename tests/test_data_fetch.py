@@ -73,8 +73,10 @@ def served(tmp_path, monkeypatch):
             if state.drops:  # send half, then hang up: the connection breaks mid-transfer
                 state.drops -= 1
                 body = body[: len(body) // 2]
-            self.wfile.write(body)
+            # counted before the write: once the bytes are out the client may finish (and the test assert)
+            # before this thread runs again
             state.bytes_sent += len(body)
+            self.wfile.write(body)
 
         def log_message(self, *args):
             pass
