@@ -1,5 +1,8 @@
 """``unetkit infer --memory SIZE``: a cap on the process's peak resident memory (unetkit.predict.memory)."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +87,39 @@ def test_the_bundle_can_set_the_cap(bundle, tmp_path):
     config["memory_limit"] = "3GiB"
     (copy / "configs" / "inference.json").write_text(json.dumps(config))
     assert load_bundle_model(copy, device="cpu").memory_limit == 3 * 2**30
+
+
+# The child reports its own peak (VmHWM: the high-water mark of its address space, which exec starts
+# afresh). Not ru_maxrss from wait4: Linux folds the forked parent's resident set into the child's maxrss
+# at exec, so a child of a large pytest worker (napari and Qt loaded: 1.2 GiB) "peaks" at the worker's size.
+_REPORT_PEAK = """
+import atexit, sys
+def _peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            print("VMHWM", line.split()[1], file=sys.stderr)
+atexit.register(_peak)
+from unetkit.cli.app import main
+sys.argv = ["unetkit", *sys.argv[1:]]
+main()
+"""
+
+
+def _infer(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _REPORT_PEAK, "infer", *map(str, args)], capture_output=True,
+                          text=True, env={**os.environ, "COLUMNS": "400", **(env or {})})
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="VmHWM is Linux's /proc")
+def test_peak_rss_of_unetkit_infer_stays_within_the_cap(bundle, tmp_path):
+    """A fresh ``unetkit infer --memory`` process on a 2048² image: its whole peak within 15 % of the cap, the
+    cap set a little above what the image needs so that the tile is what it limits."""
+    src = tmp_path / "img.tif"
+    tifffile.imwrite(src, np.random.default_rng(0).integers(0, 255, (2048, 2048), dtype=np.uint8))
+    probe = _infer(bundle, src, "-o", tmp_path / "probe", "--memory", "1MiB", "--semantic")
+    need = probe.stdout[probe.stdout.index("needs at least"):].split()[3:5]
+    cap = int(float(need[0]) * (2**30 if need[1].startswith("GiB") else MiB)) + 160 * MiB
+    run = _infer(bundle, src, "-o", tmp_path / "out", "--memory", cap, "--semantic")
+    assert run.returncode == 0, run.stdout + run.stderr
+    peak = int(run.stderr.rsplit("VMHWM", 1)[1].split()[0]) * 1024
+    assert peak <= cap * 1.15, (peak / MiB, cap / MiB)
