@@ -109,8 +109,12 @@ def test_one_fold_at_a_time_then_the_ensemble_is_assembled(tmp_path, demo):
     first = train_folds(BUNDLE, folds=2, fold=0, data=demo, output=out, steps=1, overrides=SMALL)
     assert first.ensemble is None and not (out / "models").exists()
     kept = _sha(out / "folds" / "fold_0" / "models" / "model.pt")
-    train_folds(BUNDLE, folds=2, fold=1, data=demo, output=out, steps=1, overrides=SMALL)
+    second = train_folds(BUNDLE, folds=2, fold=1, data=demo, output=out, steps=1, overrides=SMALL)
     assert (out / "models" / "model.pt").is_file()
+    record = json.loads((out / "folds.json").read_text())  # pooled over both folds, not only this run's
+    both = [m["metrics"]["val_iou"] for m in record["members"]]
+    frames = [len(m["validation"]) for m in record["members"]]  # 3 frames: 2 + 1
+    assert frames == [2, 1] and second.pooled["val_iou"] == pytest.approx(np.average(both, weights=frames))
     assert _sha(out / "folds" / "fold_0" / "models" / "model.pt") == kept
     with pytest.raises(TrainingError, match="holds a trained model.*--overwrite"):
         train_folds(BUNDLE, folds=2, data=demo, output=out, steps=1, overrides=SMALL)

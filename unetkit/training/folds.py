@@ -127,13 +127,17 @@ def train_folds(
             metrics = run.metrics
         result.folds.append({"fold": i, "bundle": str(fold_out), "metrics": metrics,
                              "validation": [_item_name(x, dataset_dir) for x in groups[i]]})
-    sizes = {f["fold"]: len(f["validation"]) for f in result.folds}
-    names = sorted({k for f in result.folds for k in f["metrics"] if k.startswith("val_")})
-    result.pooled = {k: sum(f["metrics"].get(k, 0.0) * sizes[f["fold"]] for f in result.folds)
-                     / max(1, sum(sizes.values())) for k in names}
+    result.pooled = _pooled(result.folds)
     if all((out / "folds" / f"fold_{i}" / "models" / "model.pt").is_file() for i in range(folds)):
         result.ensemble = _assemble(src, out, folds, original, result, groups, dataset_dir)
     return result
+
+
+def _pooled(folds: list[dict]) -> dict[str, float]:
+    """Each validation measure over all folds' validation frames: the folds' figures weighted by their frames."""
+    sizes = [len(f["validation"]) for f in folds]
+    names = sorted({k for f in folds for k in f["metrics"] if k.startswith("val_")})
+    return {k: sum(f["metrics"].get(k, 0.0) * n for f, n in zip(folds, sizes)) / max(1, sum(sizes)) for k in names}
 
 
 def _item_name(item: Mapping, root: Path) -> str:
@@ -185,10 +189,12 @@ def _assemble(src: Path, out: Path, k: int, original: Mapping, result: FoldsResu
         "split_by": result.split_by,
         "dataset_dir": str(dataset_dir),
         "members": [{**m, "validation": [_item_name(x, dataset_dir) for x in groups[m["fold"]]],
-                     "metrics": by_fold.get(m["fold"], {}).get("metrics", _fold_metrics(out / "folds" / f"fold_{m['fold']}"))}
+                     "metrics": by_fold[m["fold"]]["metrics"] if m["fold"] in by_fold
+                     else _fold_metrics(out / "folds" / f"fold_{m['fold']}")}
                     for m in members],
-        "pooled": {n: round(v, 4) for n, v in result.pooled.items()},
     }
+    result.pooled = _pooled(record["members"])  # all K folds, also those trained by earlier runs (--fold N)
+    record["pooled"] = {n: round(v, 4) for n, v in result.pooled.items()}
     (out / "folds.json").write_text(json.dumps(record, indent=2) + "\n")
     meta_path = out / "configs" / "metadata.json"
     if meta_path.is_file():
