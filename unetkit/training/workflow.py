@@ -34,8 +34,9 @@ __all__ = ["train_bundle", "TrainResult"]
 logger = logging.getLogger(__name__)
 
 # Results of a run; never copied from a source bundle into a fresh output.
+# (a packed bundle's manifest describes the old files, not the trained ones; a fold ensemble's folds are its own)
 _RUN_OUTPUTS = ("models", "checkpoints", "metrics.csv", "loss.csv", "training_curves.png", "run_info.json", "eval", "plan.json",
-                "folds", "folds.json", "MANIFEST.sha256")  # a packed bundle's manifest describes the old files, not the trained ones
+                "folds", "folds.json", "MANIFEST.sha256")
 
 
 @dataclass
@@ -92,8 +93,8 @@ def train_bundle(
         use_plan: measure the training data first and adapt the recipe to it (:mod:`unetkit.plan`; recorded
             in ``plan.json``); ``overrides`` win over the plan. False keeps the bundle exactly as written.
         finetune: start from the bundle's trained weights (``models/model.pt``) instead of random ones, with
-            the plan's fine-tuning schedule (:func:`unetkit.plan.finetune_settings`: a lower rate, fewer
-            steps); the new bundle's ``metadata.json`` records its parent (name, version, SHA-256 of its
+            the plan's fine-tuning schedule (:func:`unetkit.plan.finetune_settings`: fewer steps, a warm-up,
+            the recipe's peak rate); the new bundle's ``metadata.json`` records its parent (name, version, SHA-256 of its
             weights) and the data it was tuned on. ``--set freeze_encoder=true`` keeps the contracting path
             as it was.
         progress: called as ``progress(step=, total=, loss=, metrics=)`` after each step and validation.
