@@ -35,14 +35,17 @@ _TRUTHS = {"GT": "gold truth", "ST": "silver truth"}
 _GET_DATA = "run `unetkit data fetch phc_u373` (or dic_hela), or `unetkit data demo DIR` for demo data"
 
 
-def _indexed_frames(folder: Path) -> dict[int, Path]:
-    """Frame index -> image file of one CTC sequence folder."""
-    frames = {}
+def indexed_files(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
+    """Number (``pattern``'s first group) -> file of ``folder`` whose name ``pattern`` matches; ``{}`` for a
+    missing folder. Paths are ``folder`` joined with the name (absolute when ``folder`` is)."""
+    if not folder.is_dir():
+        return {}
+    found = {}
     for entry in os.scandir(folder):
-        m = _FRAME.match(entry.name)
+        m = pattern.match(entry.name)
         if m and entry.is_file():
-            frames[int(m.group(1))] = Path(entry.path).absolute()
-    return frames
+            found[int(m.group(1))] = Path(entry.path)
+    return found
 
 
 def ctc_frames(root: str | os.PathLike, sequence: str = "02") -> list[str]:
@@ -68,7 +71,7 @@ def ctc_frames(root: str | os.PathLike, sequence: str = "02") -> list[str]:
     folder = Path(root) / sequence
     if not folder.is_dir():
         raise DataError(f"no sequence folder '{sequence}'", path=folder, fix=_GET_DATA)
-    frames = _indexed_frames(folder)
+    frames = indexed_files(folder.absolute(), _FRAME)
     if not frames:
         raise DataError("no frame named tTTT.tif in this folder", path=folder, fix=_GET_DATA)
     return [str(frames[t]) for t in sorted(frames)]
@@ -130,8 +133,8 @@ def _ctc_sequence(root: Path, seq: str, truth: str) -> list[dict]:
         raise DataError(f"no sequence folder '{seq}'", path=frames_dir, fix=_GET_DATA)
     if not masks_dir.is_dir():
         raise DataError(f"no {_TRUTHS[truth]} folder {seq}_{truth}/SEG", path=masks_dir, fix=_GET_DATA)
-    frames = _indexed_frames(frames_dir)
-    tracks = _indexed_tracks(root / f"{seq}_GT" / "TRA") if truth == "GT" else {}
+    frames = indexed_files(frames_dir.absolute(), _FRAME)
+    tracks = indexed_files((root / f"{seq}_GT" / "TRA").absolute(), _TRACK) if truth == "GT" else {}
     keyed = []
     for entry in os.scandir(masks_dir):
         m = _MASK.match(entry.name)
@@ -155,18 +158,6 @@ def _ctc_sequence(root: Path, seq: str, truth: str) -> list[dict]:
             f"no annotated frame (man_segTTT.tif) for sequence '{seq}'", path=masks_dir, fix=_GET_DATA
         )
     return [item for _, item in sorted(keyed, key=lambda k: k[0])]
-
-
-def _indexed_tracks(folder: Path) -> dict[int, Path]:
-    """Frame index -> tracking-marker file of one sequence's gold truth (empty when there is none)."""
-    if not folder.is_dir():
-        return {}
-    found = {}
-    for entry in os.scandir(folder):
-        m = _TRACK.match(entry.name)
-        if m and entry.is_file():
-            found[int(m.group(1))] = Path(entry.path).absolute()
-    return found
 
 
 def _stack_length(path: Path) -> int:

@@ -33,12 +33,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from unetkit.data.layouts import _FRAME, indexed_files
 from unetkit.errors import DataError, ImageReadError
 
 __all__ = ["Cancelled", "SavedFrame", "layer_axes", "segment_array", "save_frame", "next_free_frame", "frame_of_path",
            "finetune_output"]
 
-_FRAME = re.compile(r"^t(\d+)\.tiff?$")
+# a 2D frame's mask only: the plugin saves whole frames, never the per-slice masks of 3D gold truth
 _MASK = re.compile(r"^man_seg(\d+)\.tiff?$")
 _SEQUENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -144,17 +145,6 @@ class SavedFrame:
     wrote_image: bool
 
 
-def _indexed(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
-    if not folder.is_dir():
-        return {}
-    found = {}
-    for entry in os.scandir(folder):
-        m = pattern.match(entry.name)
-        if m and entry.is_file():
-            found[int(m.group(1))] = Path(entry.path)
-    return found
-
-
 def _folders(root: str | os.PathLike, sequence: str) -> tuple[Path, Path]:
     if not _SEQUENCE.match(str(sequence)) or str(sequence).endswith(("_GT", "_ST", "_RES")):
         raise DataError(f"sequence {sequence!r} is not a folder name such as '01'")
@@ -170,7 +160,7 @@ def next_free_frame(root: str | os.PathLike, sequence: str = "01") -> int:
         >>> next_free_frame(tempfile.mkdtemp())
         0
     """
-    images, masks = (_indexed(f, p) for f, p in zip(_folders(root, sequence), (_FRAME, _MASK)))
+    images, masks = (indexed_files(f, p) for f, p in zip(_folders(root, sequence), (_FRAME, _MASK)))
     return max([*images, *masks], default=-1) + 1
 
 
@@ -236,7 +226,7 @@ def save_frame(
     if labels.shape != spatial:
         raise DataError(f"labels of shape {labels.shape} do not fit the image of shape {spatial}",
                         fix="segment this image (or draw labels on it) first")
-    images, masks = _indexed(folder, _FRAME), _indexed(seg, _MASK)
+    images, masks = indexed_files(folder, _FRAME), indexed_files(seg, _MASK)
     if frame is None:
         frame = max([*images, *masks], default=-1) + 1
     if frame < 0:
