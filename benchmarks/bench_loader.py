@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
+from bench_training import steps_per_second  # one timing loop (CUDA synchronised) for the training benchmarks
 from unetkit.data import make_demo
 from unetkit.losses import WeightMapCrossEntropyLoss
 from unetkit.networks import UNet
@@ -56,15 +57,8 @@ def step_rate(features, device: str, n: int) -> float:
         loss_fn(net(x), target).backward()
         opt.step()
 
-    step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(n):
-        step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return n / (time.perf_counter() - start)
+    step()  # warm-up: the first step allocates and picks kernels
+    return steps_per_second(step, n, device)
 
 
 def main() -> None:

@@ -14,12 +14,10 @@ where the folds are assembled.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import nn
 
-from unetkit.networks.unet import PAPER_FEATURES, UNet
+from unetkit.networks.unet import UNet
 
 __all__ = ["UNetEnsemble"]
 
@@ -27,8 +25,9 @@ __all__ = ["UNetEnsemble"]
 class UNetEnsemble(nn.Module):
     """``members`` :class:`~unetkit.networks.UNet` s with the same settings; the log of their mean softmax.
 
-    Takes :class:`~unetkit.networks.UNet`'s arguments, so a bundle's ``network_def`` becomes an ensemble
-    by its ``_target_`` and one ``members`` count. Weights are ``members.<i>.<the UNet's names>``.
+    Takes :class:`~unetkit.networks.UNet`'s keyword arguments (``unet_args``), so a bundle's ``network_def``
+    becomes an ensemble by its ``_target_`` and one ``members`` count. Weights are
+    ``members.<i>.<the UNet's names>``.
 
     Examples:
         >>> ens = UNetEnsemble(members=2, spatial_dims=2, features=(4, 8, 16)).eval()
@@ -38,27 +37,13 @@ class UNetEnsemble(nn.Module):
         (True, torch.Size([1, 2, 20, 20]), 20)
     """
 
-    def __init__(
-        self,
-        members: int = 5,
-        spatial_dims: int = 2,
-        in_channels: int = 1,
-        out_channels: int = 2,
-        features: Sequence[int] = PAPER_FEATURES,
-        *,
-        padding: str = "valid",
-        dropout: float = 0.5,
-        norm=None,
-    ):
+    def __init__(self, members: int = 5, **unet_args):
         super().__init__()
         if int(members) < 1:
             raise ValueError(f"members must be >= 1, got {members}")
-        self.members = nn.ModuleList(
-            UNet(spatial_dims, in_channels, out_channels, features, padding=padding, dropout=dropout, norm=norm)
-            for _ in range(int(members))
-        )
+        self.members = nn.ModuleList(UNet(**unet_args) for _ in range(int(members)))
         first = self.members[0]
-        self.spatial_dims, self.in_channels, self.out_channels = spatial_dims, in_channels, out_channels
+        self.spatial_dims, self.in_channels, self.out_channels = first.spatial_dims, first.in_channels, first.out_channels
         self.features, self.geometry = first.features, first.geometry
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
