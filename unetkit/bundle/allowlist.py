@@ -506,7 +506,7 @@ _ROWS = (
     _row("unetkit.transforms.DistanceInstancesd", "keys h threshold min_size fill_holes connectivity allow_missing_keys"),
     _row("unetkit.transforms.InstanceToDistanced", "keys ignore_value target_key allow_missing_keys"),
     _row("unetkit.transforms.InstanceToThreeClassd", "keys boundary ignore_value target_key allow_missing_keys"),
-    _row("unetkit.transforms.ThreeClassInstancesd", "keys min_seed min_size fill_holes connectivity allow_missing_keys"),
+    _row("unetkit.transforms.ThreeClassInstancesd", "keys min_seed min_size fill_holes connectivity seed_threshold allow_missing_keys"),
     _row("unetkit.transforms.InstanceToSemanticd", "keys gap ignore_value target_key allow_missing_keys"),
     _row("unetkit.transforms.LoadImaged", "keys dtype frame_key ensure_channel_first allow_missing_keys"),
     _row("unetkit.transforms.MarkUnannotatedd", "keys track_key mask_key ignore_value frame_key allow_missing_keys"),

@@ -74,6 +74,10 @@ def train(
         result = train_bundle(bundle, progress=_log_validations, **kwargs)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     out.print(f"trained {result.steps} steps; the model's validation: {shown or 'no validation ran'}")
+    if result.decoder is not None:
+        chosen = ", ".join(f"{k.split('::')[-1]} {v}" for k, v in result.decoder["settings"].items())
+        out.print(f"decoder: {chosen}, chosen on validation (SEG {result.decoder['seg']:.4f}; the recipe's "
+                  f"{result.decoder['recipe_seg']:.4f})")
     out.print(f"bundle: {result.output}  (weights: {result.model.relative_to(result.output)})")
 
 

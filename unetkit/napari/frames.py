@@ -125,7 +125,7 @@ def segment_array(
         image = layout.network_input(array, index)
         # the bundle's own preprocessing (resampling of 3D recipes) and its inverse, as the CLI runs them
         pre = Preprocessed(model.preprocessing, image, world_affine(meta, layout.spatial)) if model.preprocessing else None
-        classes, _ = segment(model, image if pre is None else pre.image, progress=tiles)
+        classes, _ = segment(model, image if pre is None else pre.image, progress=tiles, instances=True)
         frame_labels, n = instance_labels(classes, model.instances)
         if pre is not None:
             frame_labels = pre.back_labels(frame_labels)

@@ -117,7 +117,8 @@ def finetune_settings(fp: Mapping, *, learning_rate: float) -> tuple[dict, dict]
     return settings, reasons
 
 
-def _data_list(configs: Mapping[str, dict], data: Path, key: str) -> list[dict]:
+def bundle_datalist(configs: Mapping[str, dict], data: Path, key: str) -> list[dict]:
+    """The data list the bundle's ``key`` (``train#datalist``, ``validate#datalist``) makes for the folder ``data``."""
     from monai.bundle import ConfigParser
 
     from unetkit.errors import find_user_error
@@ -157,7 +158,7 @@ def plan_bundle(configs: Mapping[str, dict], data: str | os.PathLike, *, max_ste
     from monai.bundle import ConfigParser
 
     data = Path(data)
-    items = _data_list(configs, data, "train#datalist")
+    items = bundle_datalist(configs, data, "train#datalist")
     fp = fingerprint(items, unannotated=_unannotated(items))
     common = ConfigParser(copy.deepcopy(configs.get("common.json", configs["train.json"])))
     common["bundle_root"] = "."

@@ -141,7 +141,8 @@ def export_bioimageio(path: str | os.PathLike, output: str | os.PathLike, *, sam
     metadata = read_config(model.folder / "configs" / "metadata.json")
     image = _sample(sample, net)
     probs = segment(model, image, probabilities=True)[1]
-    labels = instance_labels(classes_of(probs), model.instances)[0]
+    labels = instance_labels(getattr(model.instances, "classes_from_probabilities", classes_of)(probs),
+                             model.instances)[0]
     m = net.geometry.margin
     test_in, test_out = image[None].astype(np.float32), probs[None].astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="unetkit-bioimageio-") as tmp:

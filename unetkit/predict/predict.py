@@ -292,7 +292,7 @@ def _segment_frames(model: BundleModel, array, meta: ImageMeta, layout: Layout, 
         image = layout.network_input(array, index)
         pre = Preprocessed(model.preprocessing, image, world_affine(meta, layout.spatial)) if model.preprocessing else None
         classes, p = segment(model, image if pre is None else pre.image, probabilities=options.probabilities,
-                             progress=progress)
+                             progress=progress, instances=options.instances)
         if options.instances:  # decoded on the network's grid, then taken back, as the bundle's postprocessing does
             classes, n = instance_labels(classes, model.instances)
             objects += n

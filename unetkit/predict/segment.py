@@ -61,7 +61,7 @@ def run_inferer(model: BundleModel, source, out: np.ndarray, *, preprocess=None,
 
 
 def segment(
-    model: BundleModel, image: np.ndarray, *, probabilities: bool = False, progress=None
+    model: BundleModel, image: np.ndarray, *, probabilities: bool = False, progress=None, instances: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Class indices (and probabilities) of one network input.
 
@@ -70,6 +70,9 @@ def segment(
         image: ``(C, H, W[, D])``, any real dtype, not yet normalised; a memory map is read tile by tile.
         probabilities: also return the softmax ``(K, H, W[, D])`` float32 (sigmoid for one output channel).
         progress: ``progress(done_tiles, total_tiles)``.
+        instances: the class indices are for the bundle's decoder (:func:`instance_labels`): made by its
+            ``classes_from_logits`` / ``classes_from_probabilities`` where it has them (a three-class
+            decoder's seed threshold), else the argmax.
 
     Returns:
         ``(classes, probs)``: ``(H, W[, D])`` uint8 class indices (0/1 for a one-channel network), and the
@@ -88,12 +91,14 @@ def segment(
     """
     source, preprocess = tile_normalizer(model.normalize, image)
     spatial = tuple(source.shape[1:])
+    decoder = model.instances if instances else None
     if probabilities:
         probs = np.empty((model.out_channels, *spatial), np.float32)
         run_inferer(model, source, probs, preprocess=preprocess, postprocess=to_probabilities, progress=progress)
-        return classes_of(probs), probs
+        return getattr(decoder, "classes_from_probabilities", classes_of)(probs), probs
     classes = np.empty(spatial, semantic_dtype(model.out_channels))
-    run_inferer(model, source, classes, preprocess=preprocess, postprocess=to_labels, progress=progress)
+    run_inferer(model, source, classes, preprocess=preprocess,
+                postprocess=getattr(decoder, "classes_from_logits", to_labels), progress=progress)
     return classes, None
 
 

@@ -84,7 +84,7 @@ def train_folds(
             ``output`` without ``overwrite``, a recipe whose head is not a class head.
     """
     from unetkit.data import fold_groups
-    from unetkit.plan.settings import _data_list
+    from unetkit.plan.settings import bundle_datalist
     from unetkit.training.handlers import latest_checkpoint
     from unetkit.training.workflow import _dataset_dir, _read_bundle, train_bundle
 
@@ -105,7 +105,7 @@ def train_folds(
         raise TrainingError("this recipe's head is a distance map: its folds cannot be ensembled by averaging "
                             "class probabilities", fix="train without --folds, or choose a class decoder")
     dataset_dir = _dataset_dir(configs["train.json"], metadata, data)
-    items = _data_list(configs, dataset_dir, "train#datalist")
+    items = bundle_datalist(configs, dataset_dir, "train#datalist")
     split_by, groups = fold_groups(items, folds)
     original = {key: copy.deepcopy(configs["train.json"][key]["datalist"]) for key in ("train", "validate")}
 

@@ -47,6 +47,8 @@ class TrainResult:
     steps: int
     model: Path
     metrics: dict[str, float] = field(default_factory=dict)
+    decoder: dict | None = None
+    """The decoder settings chosen on validation (:func:`unetkit.training.decoder_tuning.tune_decoder`), or None."""
 
 
 def train_bundle(
@@ -188,8 +190,14 @@ def train_bundle(
         raise mine from None
     metrics = _model_metrics(out)
     _record_metrics(out, metrics)
+    decoder = None
+    if plan is not None:  # the plan's last step: the decoder's seeds, chosen on validation with the kept weights
+        from unetkit.training.decoder_tuning import tune_decoder
+
+        decoder = tune_decoder(out, dataset_dir, plan, overridden=persistent,
+                               device=None if device in (None, "auto") else device)
     return TrainResult(output=out, steps=int(train_cfg.get("max_steps", 0)), model=out / "models" / "model.pt",
-                       metrics=metrics)
+                       metrics=metrics, decoder=decoder)
 
 
 def _read_bundle(src: Path) -> tuple[dict[str, dict], dict]:

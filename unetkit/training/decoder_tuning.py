@@ -1,0 +1,127 @@
+"""Choose the three-class decoder's seed settings on the validation set, after training.
+
+How many seeds the watershed gets decides whether touching cells come apart, and the right setting is a
+property of the data and of how far the network trained, not of the recipe: on held-out ``--kind nuclei``
+frames (small touching nuclei) seeds from interior pixels above 0.9 probability raised SEG from 0.687 to
+0.745, while on ``--kind phase`` (large cells, unsure interiors) the same threshold fell from 0.708 to
+0.502 and seeds of at least 64 px (not 4) gave 0.739 (docs/benchmarks.md). So, as nnU-Net chooses its
+postprocessing on validation, the trained network segments the validation frames once, through the same
+pipeline as ``unetkit infer``, and every pair of ``min_seed`` (4 px upwards, doubling, no larger than half
+the area of the training data's 5th-percentile object) and ``seed_threshold`` (the argmax, 0.6, 0.75, 0.9)
+decodes them; the pair with the best pooled SEG goes into the bundle's ``decode``, only when it beats the
+recipe's own setting. The choice is recorded in ``plan.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from unetkit.bundle.config import get_key, read_config, write_config
+
+__all__ = ["seed_candidates", "tune_decoder"]
+
+THREE_CLASS = ("unetkit.transforms.ThreeClassInstancesd", "unetkit.transforms.ThreeClassInstances")
+THRESHOLDS = (None, 0.6, 0.75, 0.9)
+TUNED = ("decode::min_seed", "decode::seed_threshold")
+
+
+def seed_candidates(fingerprint: Mapping) -> list[tuple[int, float | None]]:
+    """``(min_seed, seed_threshold)`` pairs to try for data with this fingerprint.
+
+    Examples:
+        >>> sorted({m for m, _ in seed_candidates({"diameter": {"p5": 11.0}})})  # 95 px objects: up to 47
+        [4, 8, 16, 32]
+        >>> len(seed_candidates({"diameter": {"p5": 0.0}}))  # no objects measured: the threshold only
+        4
+    """
+    p5 = float(fingerprint.get("diameter", {}).get("p5", 0.0) or 0.0)
+    largest = max(4.0, math.pi * (p5 / 2) ** 2 / 2)
+    seeds = [4]
+    while seeds[-1] * 2 <= largest:
+        seeds.append(seeds[-1] * 2)
+    return [(m, t) for m in seeds for t in THRESHOLDS]
+
+
+def _validation(out: Path, configs: Mapping[str, dict], dataset_dir: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(image (C, *spatial), reference labels (*spatial))`` of the bundle's validation frames, loaded as
+    its own ``load_image`` and ``load_label`` load them."""
+    from monai.bundle import ConfigParser
+
+    from unetkit.plan.settings import bundle_datalist
+
+    items = bundle_datalist(configs, dataset_dir, "validate#datalist")
+    parser = ConfigParser({**copy.deepcopy(configs.get("common.json", {})), **copy.deepcopy(configs["train.json"])})
+    parser["bundle_root"], parser["dataset_dir"] = str(out), str(dataset_dir)
+    load_image, load_label = parser.get_parsed_content("load_image"), parser.get_parsed_content("load_label")
+    frames = []
+    for item in items:
+        d = load_label(load_image(dict(item)))
+        image, label = np.asarray(d["image"]), np.asarray(d["label"])
+        frames.append((image, label[0] if label.ndim == image.ndim else label))
+    return frames
+
+
+def tune_decoder(out: Path, dataset_dir: Path, plan, *, overridden=(), device=None) -> dict[str, Any] | None:
+    """Choose ``decode``'s ``min_seed`` and ``seed_threshold`` for the trained bundle ``out`` on its validation
+    frames (module docstring); write them into its configs and ``plan`` (saved to ``plan.json``).
+
+    Returns ``{"settings": {...}, "seg": best, "recipe_seg": the recipe's own}``, or None where nothing was
+    tuned: another decoder, no validation frames or none with a reference object, or both settings set by
+    the user (``overridden``: ``--set`` ids).
+    """
+    from unetkit.metrics import seg_scores
+    from unetkit.predict.model import load_bundle_model
+    from unetkit.predict.segment import instance_labels, segment
+    from unetkit.transforms import ThreeClassInstances
+
+    folder = out / "configs"
+    configs = {name: read_config(folder / name) for name in ("common.json", "train.json") if (folder / name).is_file()}
+    merged = {**configs.get("common.json", {}), **configs.get("train.json", {})}
+    decode = get_key(merged, "decode", None)
+    mine = {k.replace("#", "::") for k in overridden}
+    if not isinstance(decode, dict) or decode.get("_target_") not in THREE_CLASS or set(TUNED) <= mine:
+        return None
+    frames = _validation(out, configs, dataset_dir)
+    if not frames:
+        return None
+    model = load_bundle_model(out, trust=True, device=device or "auto")
+    if model.preprocessing is not None:  # resampling: segment() would see another grid than the labels
+        return None
+    probs = [segment(model, image, probabilities=True)[1] for image, _ in frames]
+    own = (int(decode.get("min_seed", 4)), decode.get("seed_threshold"))
+    pairs = seed_candidates(plan.fingerprint if plan is not None else {})
+    pairs = [own] + [p for p in pairs if p != own]
+    if "decode::min_seed" in mine:
+        pairs = [p for p in pairs if p[0] == own[0]]
+    if "decode::seed_threshold" in mine:
+        pairs = [p for p in pairs if p[1] == own[1]]
+    base = model.instances
+    scores = []
+    for min_seed, threshold in pairs:
+        decoder = ThreeClassInstances(min_seed=min_seed, seed_threshold=threshold, min_size=base.min_size,
+                                      fill_holes=base.fill_holes, connectivity=base.connectivity)
+        objects = [seg_scores(instance_labels(decoder.classes_from_probabilities(p), decoder)[0], label)
+                   for p, (_, label) in zip(probs, frames)]
+        flat = np.concatenate([np.asarray(o, np.float64).ravel() for o in objects])
+        scores.append(float(flat.mean()) if flat.size else float("nan"))
+    if not np.isfinite(scores[0]):
+        return None
+    best = int(np.nanargmax(scores))  # the first of equals: the recipe's own setting wins ties
+    chosen = dict(zip(TUNED, pairs[best]))
+    if best:
+        name = "train.json" if "decode" in configs.get("train.json", {}) else "common.json"
+        configs[name]["decode"].update(min_seed=pairs[best][0], seed_threshold=pairs[best][1])
+        write_config(folder / name, configs[name])
+    if plan is not None:
+        why = (f"best validation SEG {scores[best]:.3f} of {len(pairs)} seed settings (the recipe's "
+               f"min_seed {own[0]}, seed_threshold {own[1]}: {scores[0]:.3f})")
+        for key, value in chosen.items():
+            plan.settings[key] = value
+            plan.reasons[key] = why
+        plan.write(out / "plan.json")
+    return {"settings": chosen, "seg": scores[best], "recipe_seg": scores[0]}
