@@ -3,8 +3,9 @@
     python benchmarks/bench_recipes.py --kinds nuclei phase --seeds 3 --steps 200
     python benchmarks/bench_recipes.py --methods default monai --kinds nuclei --seeds 1 --steps 100
 
-For each ``--kind`` of ``unetkit data demo`` and each seed, trains on sequence ``01``, segments sequence ``02``
-and prints pooled SEG, F1 at IoU 0.5, mean AP over IoU 0.5:0.95, the object count against the reference's and
+For each ``--kind`` of ``unetkit data demo`` and each seed, trains on sequence ``01`` (unetkit's recipes
+validate on ``02`` and keep their best checkpoint by it), then segments both sequences of a second data set
+of the same kind drawn with another seed (``seed + 1000``), which no method sees before, and prints pooled SEG, F1 at IoU 0.5, mean AP over IoU 0.5:0.95, the object count against the reference's and
 the wall time (training and segmentation), then per kind and method the mean over seeds and the seed spread
 (max - min SEG). ``--methods`` chooses among:
 
@@ -22,8 +23,6 @@ the wall time (training and segmentation), then per kind and method the mean ove
   opencv-python-headless, roifile). No weights are downloaded: ``pretrained_model=False``, its model folder is
   a temporary one and its downloader is replaced by one that raises. Without it the row says so.
 
-Caveat: unetkit's recipes validate on sequence ``02`` during training (and keep the best checkpoint by that
-validation) while the peers see only ``01``; the scores are on ``02`` for all.
 """
 
 from __future__ import annotations
@@ -56,12 +55,17 @@ def _run(args: list[str]) -> None:
         raise SystemExit(f"unetkit {' '.join(args[:2])} failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
 
 
+HELD_OUT = ("01", "02")  # the held-out data set's sequences, all scored
+
+
 def score(pred_dir: Path, data: Path) -> dict[str, float]:
-    """Pooled SEG, mean F1@0.5, mean AP over IoU 0.5:0.95, objects found and in the reference."""
+    """Pooled SEG, mean F1@0.5, mean AP over IoU 0.5:0.95, objects found and in the reference, over the
+    held-out data set ``data`` whose sequences were segmented into ``pred_dir/<seq>``."""
     pairs = []
-    for ref in sorted((data / "02_GT" / "SEG").glob("man_seg*.tif")):
-        frame = ref.stem[len("man_seg"):]
-        pairs.append((tifffile.imread(pred_dir / f"t{frame}_mask.tif"), tifffile.imread(ref)))
+    for seq in HELD_OUT:
+        for ref in sorted((data / f"{seq}_GT" / "SEG").glob("man_seg*.tif")):
+            frame = ref.stem[len("man_seg"):]
+            pairs.append((tifffile.imread(pred_dir / seq / f"t{frame}_mask.tif"), tifffile.imread(ref)))
     thresholds = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
     ap = [np.mean([s.precision * s.recall / max(s.precision + s.recall - s.precision * s.recall, 1e-9)
                    for s in instance_scores(p, g, thresholds=thresholds).values()]) for p, g in pairs]
@@ -79,7 +83,15 @@ def _annotated(data: Path, seq: str = "01") -> tuple[list[np.ndarray], list[np.n
             [tifffile.imread(r) for r in refs])
 
 
-def monai_script(data: Path, seed: int, steps: int, out: Path) -> None:
+def segment_held_out(segment, test: Path, out: Path) -> None:
+    """Write ``segment(image)``'s labels for every frame of the held-out data set ``test`` into ``out/<seq>``."""
+    for seq in HELD_OUT:
+        (out / seq).mkdir(parents=True, exist_ok=True)
+        for f in sorted((test / seq).glob("t*.tif")):
+            tifffile.imwrite(out / seq / f"{f.stem}_mask.tif", segment(tifffile.imread(f)).astype(np.uint16))
+
+
+def monai_script(data: Path, test: Path, seed: int, steps: int, out: Path) -> None:
     """Issue 10's 30-line MONAI peer, as a beginner writes it: foreground U-Net, then connected components."""
     import torch
     from monai.inferers import sliding_window_inference
@@ -113,12 +125,13 @@ def monai_script(data: Path, seed: int, steps: int, out: Path) -> None:
         loss.backward()
         opt.step()
     net.eval()
-    out.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        for f in sorted((data / "02").glob("t*.tif")):
-            x = torch.from_numpy(norm(tifffile.imread(f)))[None, None]
-            p = sliding_window_inference(x, (256, 256), 4, net, overlap=0.25)
-            tifffile.imwrite(out / f"{f.stem}_mask.tif", label(p.argmax(1)[0].numpy() > 0).astype(np.uint16))
+
+    def segment(image):
+        with torch.no_grad():
+            p = sliding_window_inference(torch.from_numpy(norm(image))[None, None], (256, 256), 4, net, overlap=0.25)
+        return label(p.argmax(1)[0].numpy() > 0)
+
+    segment_held_out(segment, test, out)
 
 
 def _import_cellpose(model_dir: str):
@@ -136,8 +149,8 @@ def _import_cellpose(model_dir: str):
     return models, train, dynamics
 
 
-def cellpose_peer(data: Path, seed: int, budget_s: float, out: Path, work: Path) -> tuple[int, float] | None:
-    """Cellpose 3 from scratch on ``01``'s frames for ``budget_s`` seconds of training, its decoder on ``02``.
+def cellpose_peer(data: Path, test: Path, seed: int, budget_s: float, out: Path, work: Path) -> tuple[int, float] | None:
+    """Cellpose 3 from scratch on ``01``'s frames for ``budget_s`` seconds of training, its decoder on ``test``.
 
     Returns the training steps (epochs of one batch of 8) and the seconds (flow targets, training,
     segmentation), or None if cellpose is not installed.
@@ -168,10 +181,7 @@ def cellpose_peer(data: Path, seed: int, budget_s: float, out: Path, work: Path)
     model = fresh()
     train.train_seg(model.net, train_labels=flows, n_epochs=steps, model_name="scratch", **kw)
     diameter = float(model.net.diam_labels.item())
-    out.mkdir(parents=True, exist_ok=True)
-    for f in sorted((data / "02").glob("t*.tif")):
-        masks = model.eval(tifffile.imread(f).astype(np.float32), channels=[0, 0], diameter=diameter)[0]
-        tifffile.imwrite(out / f"{f.stem}_mask.tif", masks.astype(np.uint16))
+    segment_held_out(lambda x: model.eval(x.astype(np.float32), channels=[0, 0], diameter=diameter)[0], test, out)
     return steps, time.perf_counter() - start
 
 
@@ -188,7 +198,9 @@ def main() -> None:
         for kind in args.kinds:
             for seed in range(args.seeds):
                 data = Path(tmp) / f"{kind}_{seed}"
+                test = Path(tmp) / f"{kind}_{seed}_held_out"
                 _run(["data", "demo", str(data), "--kind", kind, "--seed", str(seed)])
+                _run(["data", "demo", str(test), "--kind", kind, "--seed", str(seed + 1000)])
                 train_s = None  # unetkit's default training time: Cellpose's budget
                 order = [m for m in METHODS if m in args.methods]
                 if "cellpose" in order and "default" not in order:
@@ -207,22 +219,23 @@ def main() -> None:
                             train_s = time.perf_counter() - start
                         if name == BUDGET_ONLY:
                             continue
-                        _run(["infer", str(run), str(data / "02"), "-o", str(pred)])
+                        for seq in HELD_OUT:
+                            _run(["infer", str(run), str(test / seq), "-o", str(pred / seq)])
                         seconds = time.perf_counter() - start
                     elif name == "monai":
-                        monai_script(data, seed, args.steps, pred)
+                        monai_script(data, test, seed, args.steps, pred)
                         seconds = time.perf_counter() - start
                     else:
                         work = Path(tmp) / f"cellpose_{kind}_{seed}"
                         work.mkdir()
-                        done = cellpose_peer(data, seed, train_s, pred, work)
+                        done = cellpose_peer(data, test, seed, train_s, pred, work)
                         if done is None:
                             print(f"{kind:8} {seed:>4} {name:8} not installed: pip install {CELLPOSE_PIN}",
                                   flush=True)
                             continue
                         steps, seconds = done
                         note = f"  ({steps} steps of 8 x 224^2 in unetkit's {train_s:.0f} s of training)"
-                    s = score(pred, data)
+                    s = score(pred, test)
                     s["s"] = seconds
                     rows.setdefault((kind, name), []).append(s)
                     print(f"{kind:8} {seed:>4} {name:8} {s['seg']:6.3f} {s['f1']:7.3f} {s['ap']:6.3f} "
