@@ -9,7 +9,8 @@ postprocessing on validation, the trained network segments the validation frames
 pipeline as ``unetkit infer``, and every pair of ``min_seed`` (4 px upwards, doubling, no larger than half
 the area of the training data's 5th-percentile object) and ``seed_threshold`` (the argmax, 0.6, 0.75, 0.9)
 decodes them; the pair with the best pooled SEG goes into the bundle's ``decode``, only when it beats the
-recipe's own setting. The choice is recorded in ``plan.json``.
+recipe's own setting. The choice is recorded in ``plan.json``. With ``--folds`` each fold chooses on its own
+validation frames and the ensemble keeps fold 0's choice (not tuned on the ensemble's own output).
 """
 
 from __future__ import annotations
