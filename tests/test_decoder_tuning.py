@@ -136,3 +136,20 @@ def test_tuning_takes_the_threshold_that_separates_on_validation(trained, monkey
 def test_set_decoder_settings_are_left_to_the_user(trained):
     data, run, _ = trained
     assert tune_decoder(run, data, None, overridden={"decode::min_seed": 8, "decode::seed_threshold": 0.5}) is None
+
+
+def test_the_recipes_own_setting_stays_when_nothing_beats_it(trained, monkeypatch):
+    data, run, _ = trained
+    import unetkit.predict.segment as seg
+    from unetkit.transforms.decoders import three_class_target
+
+    common = json.loads((run / "configs" / "common.json").read_text())
+    common["decode"].update(min_seed=4, seed_threshold=None)
+    (run / "configs" / "common.json").write_text(json.dumps(common))
+    frames = iter(FRAMES)  # one-hot three-class targets: the argmax already separates every object
+    monkeypatch.setattr(seg, "segment", lambda model, image, probabilities: (
+        None, np.eye(3, dtype=np.float32)[three_class_target(next(frames), boundary=1)].transpose(2, 0, 1)))
+    chosen = tune_decoder(run, data, None)
+    assert chosen["settings"] == {"decode::min_seed": 4, "decode::seed_threshold": None}
+    assert chosen["seg"] == chosen["recipe_seg"] == pytest.approx(1.0)
+    assert json.loads((run / "configs" / "common.json").read_text())["decode"] == common["decode"]

@@ -48,9 +48,9 @@ def seed_candidates(fingerprint: Mapping) -> list[tuple[int, float | None]]:
     return [(m, t) for m in seeds for t in THRESHOLDS]
 
 
-def _validation(out: Path, configs: Mapping[str, dict], dataset_dir: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(image (C, *spatial), reference labels (*spatial))`` of the bundle's validation frames, loaded as
-    its own ``load_image`` and ``load_label`` load them."""
+def _validation(out: Path, configs: Mapping[str, dict], dataset_dir: Path):
+    """The bundle's validation frames as ``(image (C, *spatial), reference labels (*spatial))``, one at a time,
+    loaded as its own ``load_image`` and ``load_label`` load them; None when it has none."""
     from monai.bundle import ConfigParser
 
     from unetkit.plan.settings import bundle_datalist
@@ -59,12 +59,14 @@ def _validation(out: Path, configs: Mapping[str, dict], dataset_dir: Path) -> li
     parser = ConfigParser({**copy.deepcopy(configs.get("common.json", {})), **copy.deepcopy(configs["train.json"])})
     parser["bundle_root"], parser["dataset_dir"] = str(out), str(dataset_dir)
     load_image, load_label = parser.get_parsed_content("load_image"), parser.get_parsed_content("load_label")
-    frames = []
-    for item in items:
-        d = load_label(load_image(dict(item)))
-        image, label = np.asarray(d["image"]), np.asarray(d["label"])
-        frames.append((image, label[0] if label.ndim == image.ndim else label))
-    return frames
+
+    def frames():
+        for item in items:
+            d = load_label(load_image(dict(item)))
+            image, label = np.asarray(d["image"]), np.asarray(d["label"])
+            yield image, label[0] if label.ndim == image.ndim else label
+
+    return frames() if items else None
 
 
 def tune_decoder(out: Path, dataset_dir: Path, plan, *, overridden=(), device=None) -> dict[str, Any] | None:
@@ -88,12 +90,11 @@ def tune_decoder(out: Path, dataset_dir: Path, plan, *, overridden=(), device=No
     if not isinstance(decode, dict) or decode.get("_target_") not in THREE_CLASS or set(TUNED) <= mine:
         return None
     frames = _validation(out, configs, dataset_dir)
-    if not frames:
+    if frames is None:
         return None
     model = load_bundle_model(out, trust=True, device=device or "auto")
     if model.preprocessing is not None:  # resampling: segment() would see another grid than the labels
         return None
-    probs = [segment(model, image, probabilities=True)[1] for image, _ in frames]
     own = (int(decode.get("min_seed", 4)), decode.get("seed_threshold"))
     pairs = seed_candidates(plan.fingerprint if plan is not None else {})
     pairs = [own] + [p for p in pairs if p != own]
@@ -102,17 +103,20 @@ def tune_decoder(out: Path, dataset_dir: Path, plan, *, overridden=(), device=No
     if "decode::seed_threshold" in mine:
         pairs = [p for p in pairs if p[1] == own[1]]
     base = model.instances
-    scores = []
-    for min_seed, threshold in pairs:
-        decoder = ThreeClassInstances(min_seed=min_seed, seed_threshold=threshold, min_size=base.min_size,
-                                      fill_holes=base.fill_holes, connectivity=base.connectivity)
-        objects = [seg_scores(instance_labels(decoder.classes_from_probabilities(p), decoder)[0], label)
-                   for p, (_, label) in zip(probs, frames)]
-        flat = np.concatenate([np.asarray(o, np.float64).ravel() for o in objects])
-        scores.append(float(flat.mean()) if flat.size else float("nan"))
-    if not np.isfinite(scores[0]):
+    decoders = [ThreeClassInstances(min_seed=m, seed_threshold=t, min_size=base.min_size, fill_holes=base.fill_holes,
+                                    connectivity=base.connectivity) for m, t in pairs]
+    totals, objects = np.zeros(len(pairs)), 0  # SEG pooled over every reference object of every frame
+    for image, label in frames:  # one frame's probabilities at a time: a long validation sequence fits
+        probs = segment(model, image, probabilities=True)[1]
+        for i, decoder in enumerate(decoders):
+            scores = np.asarray(seg_scores(instance_labels(decoder.classes_from_probabilities(probs), decoder)[0],
+                                           label), np.float64)
+            totals[i] += scores.sum()
+        objects += scores.size
+    if not objects:
         return None
-    best = int(np.nanargmax(scores))  # the first of equals: the recipe's own setting wins ties
+    scores = list(totals / objects)
+    best = int(np.argmax(scores))  # the first of equals: the recipe's own setting wins ties
     chosen = dict(zip(TUNED, pairs[best]))
     if best:
         name = "train.json" if "decode" in configs.get("train.json", {}) else "common.json"
