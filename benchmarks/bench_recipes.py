@@ -20,8 +20,9 @@ the wall time (training and segmentation), then per kind and method the mean ove
   seconds are flow targets + training + segmentation; the one-off probe that times a step is not counted.
   A benchmark-only extra, never a dependency of unetkit: ``pip install cellpose==3.1.1.2`` (it pins
   ``numpy<2.1``; with a newer numpy install it with ``--no-deps`` plus fastremap, fill_voids, natsort, numba,
-  opencv-python-headless, roifile). No weights are downloaded: ``pretrained_model=False``, its model folder is
-  a temporary one and its downloader is replaced by one that raises. Without it the row says so.
+  opencv-python-headless, roifile). ``--cellpose-steps N`` trains it N steps instead. No weights are
+  downloaded: ``pretrained_model=False``, its model folder is a temporary one and its downloader is replaced
+  by one that raises. Without it the row says so.
 
 """
 
@@ -149,8 +150,10 @@ def _import_cellpose(model_dir: str):
     return models, train, dynamics
 
 
-def cellpose_peer(data: Path, test: Path, seed: int, budget_s: float, out: Path, work: Path) -> tuple[int, float] | None:
-    """Cellpose 3 from scratch on ``01``'s frames for ``budget_s`` seconds of training, its decoder on ``test``.
+def cellpose_peer(data: Path, test: Path, seed: int, budget_s: float | None, out: Path, work: Path,
+                  steps: int | None = None) -> tuple[int, float] | None:
+    """Cellpose 3 from scratch on ``01``'s frames for ``budget_s`` seconds of training (or ``steps`` steps),
+    its decoder on ``test``.
 
     Returns the training steps (epochs of one batch of 8) and the seconds (flow targets, training,
     segmentation), or None if cellpose is not installed.
@@ -173,10 +176,11 @@ def cellpose_peer(data: Path, test: Path, seed: int, budget_s: float, out: Path,
     start = time.perf_counter()
     flows = dynamics.labels_to_flows([y.astype(np.int32) for y in labels], device=torch.device("cpu"))
     flow_s = time.perf_counter() - start
-    probe, t = fresh(), time.perf_counter()  # time a step: 3 epochs of one batch, thrown away
-    train.train_seg(probe.net, train_labels=flows, n_epochs=3, model_name="probe", **kw)
-    step_s = (time.perf_counter() - t) / 3
-    steps = max(10, int((budget_s - flow_s) / step_s))
+    if steps is None:
+        probe, t = fresh(), time.perf_counter()  # time a step: 3 epochs of one batch, thrown away
+        train.train_seg(probe.net, train_labels=flows, n_epochs=3, model_name="probe", **kw)
+        step_s = (time.perf_counter() - t) / 3
+        steps = max(10, int((budget_s - flow_s) / step_s))
     start = time.perf_counter() - flow_s
     model = fresh()
     train.train_seg(model.net, train_labels=flows, n_epochs=steps, model_name="scratch", **kw)
@@ -191,6 +195,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--methods", "--recipes", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--cellpose-steps", type=int, default=None,
+                        help="train Cellpose this many steps instead of unetkit's default training time "
+                             "(the issue's real-image run gave it 150)")
     args = parser.parse_args()
     print(f"{'kind':8} {'seed':>4} {'method':8} {'SEG':>6} {'F1@0.5':>7} {'AP':>6} {'found/ref':>10} {'s':>6}")
     rows: dict[tuple[str, str], list[dict]] = {}
@@ -203,7 +210,7 @@ def main() -> None:
                 _run(["data", "demo", str(test), "--kind", kind, "--seed", str(seed + 1000)])
                 train_s = None  # unetkit's default training time: Cellpose's budget
                 order = [m for m in METHODS if m in args.methods]
-                if "cellpose" in order and "default" not in order:
+                if "cellpose" in order and "default" not in order and args.cellpose_steps is None:
                     order.insert(0, BUDGET_ONLY)
                 for name in order:
                     pred = Path(tmp) / f"pred_{kind}_{seed}_{name}"
@@ -228,13 +235,14 @@ def main() -> None:
                     else:
                         work = Path(tmp) / f"cellpose_{kind}_{seed}"
                         work.mkdir()
-                        done = cellpose_peer(data, test, seed, train_s, pred, work)
+                        done = cellpose_peer(data, test, seed, train_s, pred, work, steps=args.cellpose_steps)
                         if done is None:
                             print(f"{kind:8} {seed:>4} {name:8} not installed: pip install {CELLPOSE_PIN}",
                                   flush=True)
                             continue
                         steps, seconds = done
-                        note = f"  ({steps} steps of 8 x 224^2 in unetkit's {train_s:.0f} s of training)"
+                        note = (f"  ({steps} steps of 8 x 224^2" + (f" in unetkit's {train_s:.0f} s of training)"
+                                                                   if args.cellpose_steps is None else ")"))
                     s = score(pred, test)
                     s["s"] = seconds
                     rows.setdefault((kind, name), []).append(s)
