@@ -110,6 +110,8 @@ def test_training_records_the_decoder_choice_in_plan_and_configs(trained):
     for key in ("min_seed", "seed_threshold"):
         assert plan["settings"][f"decode::{key}"] == decode[key] == result.decoder["settings"][f"decode::{key}"]
         assert "validation SEG" in plan["reasons"][f"decode::{key}"]
+    meta = json.loads((run / "configs" / "metadata.json").read_text())
+    assert meta["eval_metrics"]["val_seg"] == round(result.decoder["seg"], 4) == round(result.metrics["val_seg"], 4)
     r = CliRunner().invoke(app, ["infer", str(run), str(data / "02" / "t000.tif"), "-o", str(run / "pred")])
     assert r.exit_code == 0, r.output
 
@@ -153,3 +155,35 @@ def test_the_recipes_own_setting_stays_when_nothing_beats_it(trained, monkeypatc
     assert chosen["settings"] == {"decode::min_seed": 4, "decode::seed_threshold": None}
     assert chosen["seg"] == chosen["recipe_seg"] == pytest.approx(1.0)
     assert json.loads((run / "configs" / "common.json").read_text())["decode"] == common["decode"]
+
+
+def test_the_last_weights_replace_the_kept_ones_when_they_decode_better(trained, tmp_path, monkeypatch):
+    import shutil
+
+    import unetkit.predict.segment as seg
+    from unetkit.transforms.decoders import three_class_target
+
+    data, trained_run, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    kept = torch.load(run / "models" / "model.pt", weights_only=True)
+    for old in (run / "checkpoints").glob("*.pt"):
+        old.unlink()
+    last = {k: torch.zeros_like(v) for k, v in kept.items()}  # the "last" weights: all zero, to tell them apart
+    torch.save({"step": 2, "network": last}, run / "checkpoints" / "ckpt_step_2.pt")
+    (run / "models" / "best.json").write_text(json.dumps({"metric": "val_seg", "value": 0.5, "step": 1}))
+    frames = iter(FRAMES * 2)
+
+    def fake_segment(model, image, probabilities):  # the zero weights separate the squares, the kept ones merge them
+        labels = next(frames)
+        if all(float(p.abs().sum()) == 0 for p in model.network.parameters()):
+            return None, np.eye(3, dtype=np.float32)[three_class_target(labels, boundary=1)].transpose(2, 0, 1)
+        return None, _bridged_probabilities(labels, core=0.55)  # no threshold separates these
+
+    monkeypatch.setattr(seg, "segment", fake_segment)
+    chosen = tune_decoder(run, data, None)
+    assert chosen["weights"] == "last" and chosen["step"] == 2 and chosen["seg"] == pytest.approx(1.0)
+    assert chosen["recipe_seg"] < 0.7
+    saved = torch.load(run / "models" / "model.pt", weights_only=True)
+    assert all(float(v.abs().sum()) == 0 for v in saved.values())
+    assert json.loads((run / "models" / "best.json").read_text())["step"] == 2

@@ -188,14 +188,16 @@ def train_bundle(
         if mine is None or mine is e:
             raise
         raise mine from None
-    metrics = _model_metrics(out)
-    _record_metrics(out, metrics)
     decoder = None
-    if plan is not None:  # the plan's last step: the decoder's seeds, chosen on validation with the kept weights
+    if plan is not None:  # the plan's last step: the decoder's seeds (and the weights) chosen on validation
         from unetkit.training.decoder_tuning import tune_decoder
 
         decoder = tune_decoder(out, dataset_dir, plan, overridden=persistent,
                                device=None if device in (None, "auto") else device)
+    metrics = _model_metrics(out)
+    if decoder is not None and "val_seg" in metrics:
+        metrics["val_seg"] = decoder["seg"]  # as the bundle decodes now, not with the recipe's seeds
+    _record_metrics(out, metrics)
     return TrainResult(output=out, steps=int(train_cfg.get("max_steps", 0)), model=out / "models" / "model.pt",
                        metrics=metrics, decoder=decoder)
 

@@ -294,7 +294,7 @@ class ThreeClassInstances(Transform):
     probability; the others stay foreground, like boundary pixels. Two touching cells whose interiors meet
     in a thin bridge of unsure pixels then get a seed each: the argmax alone merged them. Measured on
     held-out ``--kind nuclei`` frames after 200 training steps: argmax seeds SEG 0.687 / F1 0.825, a seed
-    threshold of 0.85 gives 0.743 / 0.899 (docs/benchmarks.md). :meth:`classes_from_logits` and
+    threshold of 0.9 gives 0.745 / 0.908 (docs/benchmarks.md). :meth:`classes_from_logits` and
     :meth:`classes_from_probabilities` apply it while making class indices (tile by tile in ``unetkit
     infer``), so :meth:`decode_classes` reads it from the classes: interior that may not seed is boundary.
 
