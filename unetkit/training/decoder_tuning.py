@@ -5,7 +5,7 @@ property of the data and of how far the network trained, not of the recipe: on h
 frames (small touching nuclei) seeds from interior pixels above 0.9 probability raised SEG from 0.687 to
 0.745, while on ``--kind phase`` (large cells, unsure interiors) the same threshold fell from 0.708 to
 0.502 and seeds of at least 64 px (not 4) gave 0.739 (docs/benchmarks.md). So, as nnU-Net chooses its
-postprocessing on validation, the trained network segments the validation frames once, through the same
+postprocessing on validation, the trained network segments the validation frames through the same
 pipeline as ``unetkit infer``, and every pair of ``min_seed`` (4 px upwards, doubling, no larger than half
 the area of the training data's 5th-percentile object) and ``seed_threshold`` (the argmax, 0.6, 0.75, 0.9)
 decodes them; the pair with the best pooled SEG goes into the bundle's ``decode``, only when it beats the
@@ -16,8 +16,11 @@ SEG with the recipe's seeds, which judge a network still learning its boundaries
 phase`` (seed 0, 200 steps) validation SEG peaked at step 100 (0.686, foreground IoU 0.75) and fell while
 the IoU rose to 0.88; with its seeds chosen, step 200 scored 0.783 on validation and 0.756 against 0.638 on
 held-out frames. So the last checkpoint competes with the kept weights, each with its best seeds; when it
-wins it becomes ``models/model.pt`` and ``models/best.json`` names its step. With ``--folds`` each fold chooses on its own
-validation frames and the ensemble keeps fold 0's choice (not tuned on the ensemble's own output).
+wins it becomes ``models/model.pt`` and ``models/best.json`` names its step. Cost: one validation pass per
+candidate weights (training itself runs ten), and the decodes, one frame at a time.
+
+With ``--folds`` each fold chooses on its own validation frames and the ensemble keeps fold 0's choice (not
+tuned on the ensemble's own output).
 """
 
 from __future__ import annotations
