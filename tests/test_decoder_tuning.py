@@ -180,6 +180,12 @@ def test_the_last_weights_replace_the_kept_ones_when_they_decode_better(trained,
             return None, np.eye(3, dtype=np.float32)[three_class_target(labels, boundary=1)].transpose(2, 0, 1)
         return None, _bridged_probabilities(labels, core=0.55)  # no threshold separates these
 
+    def fake_segment_bridged(model, image, probabilities):  # the last weights need a threshold to separate
+        labels = next(frames)
+        if all(float(p.abs().sum()) == 0 for p in model.network.parameters()):
+            return None, _bridged_probabilities(labels)
+        return None, _bridged_probabilities(labels, core=0.55)
+
     monkeypatch.setattr(seg, "segment", fake_segment)
     chosen = tune_decoder(run, data, None)
     assert chosen["weights"] == "last" and chosen["step"] == 2 and chosen["seg"] == pytest.approx(1.0)
@@ -187,3 +193,17 @@ def test_the_last_weights_replace_the_kept_ones_when_they_decode_better(trained,
     saved = torch.load(run / "models" / "model.pt", weights_only=True)
     assert all(float(v.abs().sum()) == 0 for v in saved.values())
     assert json.loads((run / "models" / "best.json").read_text())["step"] == 2
+
+    # the last weights win with another pair than the recipe's: both are written, and the result names them
+    (run / "models" / "best.json").write_text(json.dumps({"metric": "val_seg", "value": 0.5, "step": 1}))
+    torch.save(kept, run / "models" / "model.pt")
+    common = json.loads((run / "configs" / "common.json").read_text())
+    common["decode"].update(min_seed=4, seed_threshold=None)
+    (run / "configs" / "common.json").write_text(json.dumps(common))
+    frames = iter(FRAMES * 2)
+    monkeypatch.setattr(seg, "segment", fake_segment_bridged)
+    chosen = tune_decoder(run, data, None)
+    assert chosen["weights"] == "last" and chosen["settings"]["decode::seed_threshold"] is not None
+    decode = json.loads((run / "configs" / "common.json").read_text())["decode"]
+    assert decode["seed_threshold"] == chosen["settings"]["decode::seed_threshold"]
+    assert all(float(v.abs().sum()) == 0 for v in torch.load(run / "models" / "model.pt", weights_only=True).values())

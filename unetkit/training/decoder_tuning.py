@@ -130,11 +130,11 @@ def tune_decoder(out: Path, dataset_dir: Path, plan, *, overridden=(), device=No
         totals, objects = np.zeros(len(pairs)), 0  # SEG pooled over every reference object of every frame
         for image, label in _validation(out, configs, dataset_dir):  # one frame's probabilities at a time
             probs = segment(model, image, probabilities=True)[1]
-            for i, decoder in enumerate(decoders):
-                scores = np.asarray(seg_scores(instance_labels(decoder.classes_from_probabilities(probs), decoder)[0],
-                                               label), np.float64)
-                totals[i] += scores.sum()
-            objects += scores.size
+            for i, decoder in enumerate(decoders):  # one Jaccard index per reference object, whatever the decoder
+                per_object = np.asarray(seg_scores(instance_labels(decoder.classes_from_probabilities(probs),
+                                                                   decoder)[0], label), np.float64)
+                totals[i] += per_object.sum()
+            objects += per_object.size
         if not objects:
             return None
         table.append(totals / objects)
@@ -150,9 +150,9 @@ def tune_decoder(out: Path, dataset_dir: Path, plan, *, overridden=(), device=No
             {"metric": "val_seg", "value": float(scores[best]), "step": step, "chosen_with": "decoder tuning"}) + "\n")
     chosen = dict(zip(TUNED, pairs[best]))
     if best:
-        name = "train.json" if "decode" in configs.get("train.json", {}) else "common.json"
-        configs[name]["decode"].update(min_seed=pairs[best][0], seed_threshold=pairs[best][1])
-        write_config(folder / name, configs[name])
+        target = "train.json" if "decode" in configs.get("train.json", {}) else "common.json"
+        configs[target]["decode"].update(min_seed=pairs[best][0], seed_threshold=pairs[best][1])
+        write_config(folder / target, configs[target])
     recipe = float(table[0, 0])
     if plan is not None:
         why = (f"best validation SEG {scores[best]:.3f} of {len(pairs)} seed settings x {len(candidates)} weights "
