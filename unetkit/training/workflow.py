@@ -93,7 +93,9 @@ def train_bundle(
             files (``configs/paper.json``: the paper's exact optimiser and decoder); each id goes to the config
             file that defines it (``common.json`` for the network and decoder), so the trained bundle is whole.
         use_plan: measure the training data first and adapt the recipe to it (:mod:`unetkit.plan`; recorded
-            in ``plan.json``); ``overrides`` win over the plan. False keeps the bundle exactly as written.
+            in ``plan.json``), and after training choose a three-class decoder's seeds, and the weights, on
+            validation (:mod:`unetkit.training.decoder_tuning`); ``overrides`` win over the plan. False keeps
+            the bundle exactly as written.
         finetune: start from the bundle's trained weights (``models/model.pt``) instead of random ones, with
             the plan's fine-tuning schedule (:func:`unetkit.plan.finetune_settings`: fewer steps, a warm-up,
             the recipe's peak rate); the new bundle's ``metadata.json`` records its parent (name, version, SHA-256 of its
