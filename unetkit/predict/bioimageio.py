@@ -59,7 +59,7 @@ from unetkit.io.atomic import atomic_output, prepare_target
 from unetkit.networks import UNet
 from unetkit.networks.padded import MirrorPaddedUNet
 from unetkit.predict.model import BundleModel, load_bundle_model
-from unetkit.predict.segment import classes_of, instance_labels, segment
+from unetkit.predict.segment import instance_labels, segment
 
 __all__ = ["BioimageioExport", "export_bioimageio", "bioimageio_offline", "UNET_DOI", "SAMPLE_EDGE"]
 
@@ -140,9 +140,8 @@ def export_bioimageio(path: str | os.PathLike, output: str | os.PathLike, *, sam
     preprocessing = _preprocessing(model, path)
     metadata = read_config(model.folder / "configs" / "metadata.json")
     image = _sample(sample, net)
-    probs = segment(model, image, probabilities=True)[1]
-    labels = instance_labels(getattr(model.instances, "classes_from_probabilities", classes_of)(probs),
-                             model.instances)[0]
+    classes, probs = segment(model, image, probabilities=True, instances=True)
+    labels = instance_labels(classes, model.instances)[0]
     m = net.geometry.margin
     test_in, test_out = image[None].astype(np.float32), probs[None].astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="unetkit-bioimageio-") as tmp:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from unetkit.bundle.config import get_key, read_config, write_config
-from unetkit.training.handlers import _CKPT, _atomic_torch_save, latest_checkpoint
+from unetkit.training.handlers import _CKPT, _atomic_torch_save, kept_step, latest_checkpoint
 
 __all__ = ["seed_candidates", "tune_decoder"]
 
@@ -62,8 +62,8 @@ def seed_candidates(fingerprint: Mapping) -> list[tuple[int, float | None]]:
 
 
 def _validation(out: Path, configs: Mapping[str, dict], dataset_dir: Path):
-    """The bundle's validation frames as ``(image (C, *spatial), reference labels (*spatial))``, one at a time,
-    loaded as its own ``load_image`` and ``load_label`` load them; None when it has none."""
+    """``(items, load)``: the bundle's validation items and ``load(item) -> (image (C, *spatial), reference
+    labels (*spatial))``, loading as its own ``load_image`` and ``load_label`` do."""
     from monai.bundle import ConfigParser
 
     from unetkit.plan.settings import bundle_datalist
@@ -73,16 +73,15 @@ def _validation(out: Path, configs: Mapping[str, dict], dataset_dir: Path):
     parser["bundle_root"], parser["dataset_dir"] = str(out), str(dataset_dir)
     load_image, load_label = parser.get_parsed_content("load_image"), parser.get_parsed_content("load_label")
 
-    def frames():
-        for item in items:
-            d = load_label(load_image(dict(item)))
-            image, label = np.asarray(d["image"]), np.asarray(d["label"])
-            yield image, label[0] if label.ndim == image.ndim else label
+    def load(item):
+        d = load_label(load_image(dict(item)))
+        image, label = np.asarray(d["image"]), np.asarray(d["label"])
+        return image, label[0] if label.ndim == image.ndim else label
 
-    return frames() if items else None
+    return items, load
 
 
-def tune_decoder(out: Path, dataset_dir: Path, plan, *, overridden=(), device=None) -> dict[str, Any] | None:
+def tune_decoder(out: Path, dataset_dir: Path, plan, *, overridden=(), device="auto") -> dict[str, Any] | None:
     """Choose ``decode``'s ``min_seed`` and ``seed_threshold`` for the trained bundle ``out`` on its validation
     frames (module docstring); write them into its configs and ``plan`` (saved to ``plan.json``).
 
@@ -102,13 +101,14 @@ def tune_decoder(out: Path, dataset_dir: Path, plan, *, overridden=(), device=No
     mine = {k.replace("#", "::") for k in overridden}
     if not isinstance(decode, dict) or decode.get("_target_") not in THREE_CLASS or set(TUNED) <= mine:
         return None
-    if _validation(out, configs, dataset_dir) is None:
+    items, load = _validation(out, configs, dataset_dir)
+    if not items:
         return None
     model = load_bundle_model(out, trust=True, device=device or "auto")
     if model.preprocessing is not None:  # resampling: segment() would see another grid than the labels
         return None
     own = (int(decode.get("min_seed", 4)), decode.get("seed_threshold"))
-    kept = _kept_step(out)
+    kept = kept_step(out / "models" / "model.pt")
     last = latest_checkpoint(out / "checkpoints")
     last_step = int(_CKPT.search(last.name).group(1)) if last is not None else None
     candidates = [("kept", kept, None)]  # the weights kept by training's validation first: they win ties
@@ -123,12 +123,15 @@ def tune_decoder(out: Path, dataset_dir: Path, plan, *, overridden=(), device=No
     base = model.instances
     decoders = [ThreeClassInstances(min_seed=m, seed_threshold=t, min_size=base.min_size, fill_holes=base.fill_holes,
                                     connectivity=base.connectivity) for m, t in pairs]
-    table = []  # per candidate weights: pooled SEG of each pair
+    table, states = [], []  # per candidate weights: pooled SEG of each pair, and the weights read
     for _, _, checkpoint in candidates:
+        state = None
         if checkpoint is not None:
-            model.network.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["network"])
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)["network"]
+            model.network.load_state_dict(state)
+        states.append(state)
         totals, objects = np.zeros(len(pairs)), 0  # SEG pooled over every reference object of every frame
-        for image, label in _validation(out, configs, dataset_dir):  # one frame's probabilities at a time
+        for image, label in map(load, items):  # one frame's probabilities at a time
             probs = segment(model, image, probabilities=True)[1]
             for i, decoder in enumerate(decoders):  # one Jaccard index per reference object, whatever the decoder
                 per_object = np.asarray(seg_scores(instance_labels(decoder.classes_from_probabilities(probs),
@@ -142,10 +145,9 @@ def tune_decoder(out: Path, dataset_dir: Path, plan, *, overridden=(), device=No
     # the first of equals: the kept weights before the last, the recipe's own pair before the others
     which, best = np.unravel_index(int(np.argmax(table)), table.shape)
     scores = table[which]
-    name, step, checkpoint = candidates[which]
-    if checkpoint is not None:  # the last weights decode better: they become the model, as best.json says
-        _atomic_torch_save(torch.load(checkpoint, map_location="cpu", weights_only=True)["network"],
-                           out / "models" / "model.pt")
+    name, step, _ = candidates[which]
+    if states[which] is not None:  # the last weights decode better: they become the model, as best.json says
+        _atomic_torch_save(states[which], out / "models" / "model.pt")
         (out / "models" / "best.json").write_text(json.dumps(
             {"metric": "val_seg", "value": float(scores[best]), "step": step, "chosen_with": "decoder tuning"}) + "\n")
     chosen = dict(zip(TUNED, pairs[best]))
@@ -163,8 +165,3 @@ def tune_decoder(out: Path, dataset_dir: Path, plan, *, overridden=(), device=No
             plan.reasons[key] = why
         plan.write(out / "plan.json")
     return {"settings": chosen, "seg": float(scores[best]), "recipe_seg": recipe, "step": step, "weights": name}
-
-
-def _kept_step(out: Path) -> int | None:
-    best = out / "models" / "best.json"
-    return int(json.loads(best.read_text())["step"]) if best.is_file() else None

@@ -187,6 +187,13 @@ def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
     return max(found)[1] if found else None
 
 
+def kept_step(model_file: str | os.PathLike) -> int | None:
+    """The step whose weights ``model_file`` (a bundle's ``models/model.pt``) holds, as the ``best.json``
+    beside it records (:class:`StepCheckpointer`), or None when there is none (no validation ran)."""
+    best = Path(model_file).with_name("best.json")
+    return int(json.loads(best.read_text())["step"]) if best.is_file() else None
+
+
 class StepCheckpointer:
     """Write ``ckpt_step_<k>.pt`` every ``interval`` steps and at the end, and the model's weights.
 

@@ -27,7 +27,7 @@ from unetkit.bundle.config import CONFIG_NAMES, apply_overrides, get_key, job_fi
 from unetkit.bundle.loader import open_bundle
 from unetkit.errors import DataError, TrainingError, UnetkitError, find_user_error
 from unetkit.launch import check_launch, torchrun, torchrun_command
-from unetkit.training.handlers import TrainingProgress, latest_checkpoint
+from unetkit.training.handlers import TrainingProgress, kept_step, latest_checkpoint
 
 __all__ = ["train_bundle", "TrainResult"]
 
@@ -194,8 +194,7 @@ def train_bundle(
     if plan is not None:  # the plan's last step: the decoder's seeds (and the weights) chosen on validation
         from unetkit.training.decoder_tuning import tune_decoder
 
-        decoder = tune_decoder(out, dataset_dir, plan, overridden=persistent,
-                               device=None if device in (None, "auto") else device)
+        decoder = tune_decoder(out, dataset_dir, plan, overridden=persistent, device=device)
     metrics = _model_metrics(out)
     if decoder is not None and "val_seg" in metrics:
         metrics["val_seg"] = decoder["seg"]  # as the bundle decodes now, not with the recipe's seeds
@@ -403,8 +402,7 @@ def _model_metrics(out: Path) -> dict[str, float]:
         return {}
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
-    best = out / "models" / "best.json"
-    step = json.loads(best.read_text())["step"] if best.is_file() else None
+    step = kept_step(out / "models" / "model.pt")
     row = next((r for r in rows if step is not None and int(r["step"]) == step), rows[-1] if rows else None)
     return {k: float(v) for k, v in row.items() if k != "step"} if row else {}
 
