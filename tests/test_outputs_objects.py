@@ -43,6 +43,7 @@ def _threshold_bundle(folder: Path, **common) -> Path:
     path.write_text(json.dumps(overlay(json.loads(path.read_text()), {"network_def": net, **common})))
     inference = folder / "configs" / "inference.json"
     inference.write_text(json.dumps(overlay(json.loads(inference.read_text()), {"inferer#tile": None})))
+    (folder / "configs" / "paper.json").unlink()  # it sets the UNet's norm and dropout, which a convolution lacks
     (folder / "models").mkdir()
     state = {"weight": torch.tensor([-20.0, 20.0]).reshape(2, 1, 1, 1), "bias": torch.tensor([10.0, -10.0])}
     torch.save(state, folder / "models" / "model.pt")

@@ -59,6 +59,23 @@ def test_settings_follow_the_objects_and_the_image_size():
     assert small["tile"] == [312, 344] and small["val_interval"] == 40
 
 
+def test_a_batch_of_crops_gets_crops_sized_by_the_objects_and_square():
+    def fp(p95, size):
+        return {"diameter": {"median": p95 / 1.5, "p5": p95 / 3, "p95": p95}, "sizes": [size]}
+
+    def tile(p95, size, batch=4):
+        s, why = plan_settings(fp(p95, size), tile=[572, 572], max_steps=200, valid_size=lambda n: n, margin=92,
+                               batch=batch)
+        return s.get("tile"), why.get("tile", "")
+
+    assert tile(20.0, (1024, 1024))[0] == [312, 312]  # 128 px out at least
+    assert tile(100.0, (1024, 1024))[0] == [384, 384]  # twice the 95th-percentile object
+    assert "95th-percentile" in tile(100.0, (1024, 1024))[1]
+    assert tile(500.0, (2048, 2048))[0] is None  # never above the recipe's tile
+    assert tile(20.0, (96, 112))[0] == [296, 296]  # the image is smaller: square, for the 90-degree turns
+    assert tile(20.0, (96, 112), batch=1)[0] == [280, 296]  # one crop per step: the whole image
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     return make_demo(tmp_path_factory.mktemp("demo"), seed=1, frames=2, shape=(96, 112))
@@ -96,5 +113,19 @@ def test_the_paper_overlay_gives_a_whole_bundle_with_the_papers_optimiser_and_de
     train = json.loads((tmp_path / "p" / "configs" / "train.json").read_text())
     assert train["optimizer"]["_target_"] == "torch.optim.SGD" and train["momentum"] == 0.99
     assert common["network_def"]["out_channels"] == 2 and common["decode"]["_target_"] == "unetkit.transforms.AsInstancesd"
+    # the paper's network and batch: no normalisation, dropout 0.5, one tile per step
+    assert common["network_def"]["norm"] is None and common["network_def"]["dropout"] == 0.5 and train["batch_size"] == 1
+    default = json.loads(open("bundles/phc_u373/configs/common.json").read())["network_def"]
+    assert default["norm"] == "batch" and default["dropout"] == 0.0
     r = CliRunner().invoke(app, ["infer", str(tmp_path / "p"), str(demo / "02" / "t000.tif"), "-o", str(tmp_path / "m")])
     assert r.exit_code == 0, r.output
+
+
+def test_a_batch_of_non_square_tiles_is_refused_in_one_line(demo, tmp_path):
+    from unetkit.errors import TrainingError
+    from unetkit.training import train_bundle
+
+    small = {"network_def::features": [4, 8, 16, 32, 64], "num_workers": 0, "tile": [252, 268], "batch_size": 2}
+    with pytest.raises(TrainingError, match=r"needs a square tile, not 252x268.*tile=\[268,268\]"):
+        train_bundle("bundles/phc_u373", data=demo, output=tmp_path / "o", steps=1, overrides=small)
+    assert not (tmp_path / "o" / "models").exists()

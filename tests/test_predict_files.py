@@ -37,6 +37,8 @@ def _bundle(root: Path, recipe: str, network_def: dict, state: dict, **changes) 
         path = folder / "configs" / name
         mine = {k: v for k, v in changes.items() if (k.lstrip("~").split("#")[0] in common) == (name == "common.json")}
         path.write_text(json.dumps(overlay(json.loads(path.read_text()), mine)))
+    if network_def["_target_"] != "unetkit.networks.UNet":  # the paper overlay sets the UNet's norm and dropout
+        (folder / "configs" / "paper.json").unlink(missing_ok=True)
     (folder / "models").mkdir()
     torch.save(state, folder / "models" / "model.pt")
     return folder

@@ -158,7 +158,9 @@ def test_a_second_run_into_the_same_output_needs_resume_or_overwrite(tmp_path, d
 
 def test_epochs_become_steps_over_the_training_list(tmp_path, demo):
     result = _train(tmp_path / "o", demo, steps=None, epochs=2)
-    assert result.steps == 4  # two frames in sequence 01, batch 1
+    assert result.steps == 2  # two frames in sequence 01, a batch of 4: one step per epoch
+    result = _train(tmp_path / "b1", demo, steps=None, epochs=2, overrides={"batch_size": 1})
+    assert result.steps == 4
 
 
 def test_cli_trains_and_reports_in_one_line_errors(tmp_path, demo, monkeypatch):

@@ -8,7 +8,10 @@ The rules are few and each follows one measured fact (nnU-Net's approach, for th
 - ``decode#min_size``: objects smaller than a quarter of the 5th-percentile object's area are specks, not
   cells (the decoder drops them).
 - ``tile``: no larger than the largest image plus the network's margin needs (a larger training tile is
-  mirrored padding, computed for nothing).
+  mirrored padding, computed for nothing). With a batch of several crops (``batch_size`` > 1, the default
+  recipe's batch normalisation), each crop's output covers ``max(128, 2 x p95 diameter)`` px: a few objects
+  and their neighbours, as the MONAI and Cellpose recipes crop, and no whole image per crop, which costs
+  ``batch_size`` times the compute per step for the same number of objects seen.
 - ``val_interval``: ten validations per run, so the best weights can be kept and a curve drawn.
 
 Examples:
@@ -16,6 +19,8 @@ Examples:
     >>> settings, why = plan_settings(fp, tile=[572, 572], max_steps=200, valid_size=lambda n: n + (-n % 16) + 4)
     >>> settings["weight_map#sigma"], settings["decode#min_size"], settings["val_interval"], settings["tile"]
     (4.5, 24, 20, [452, 516])
+    >>> plan_settings(fp, tile=[572, 572], max_steps=200, valid_size=lambda n: n + (-n % 16) + 4, batch=4)[0]["tile"]
+    [324, 324]
 """
 
 from __future__ import annotations
@@ -57,8 +62,13 @@ class Plan:
         return path
 
 
+# the smallest crop output of a batch of crops: the 30-line MONAI script's 128 px crops, which the default
+# recipe's batch of four 316 px tiles (132 px out) matched on --kind nuclei (docs/benchmarks.md)
+MIN_CROP = 128
+
+
 def plan_settings(fp: Mapping, *, tile, max_steps: int, valid_size: Callable[[int], int],
-                  margin: int = 92) -> tuple[dict, dict]:
+                  margin: int = 92, batch: int = 1) -> tuple[dict, dict]:
     """``(settings, reasons)`` for a fingerprint; see the module docstring for the rules."""
     d = fp["diameter"]
     settings: dict[str, Any] = {}
@@ -74,9 +84,20 @@ def plan_settings(fp: Mapping, *, tile, max_steps: int, valid_size: Callable[[in
     if sizes and isinstance(tile, (list, tuple)) and all(len(s) == len(tile) for s in sizes):
         need = [max(s[i] for s in sizes) + 2 * margin for i in range(len(tile))]
         planned = [min(int(t), valid_size(n)) for t, n in zip(tile, need)]
+        why = f"the largest image ({'x'.join(map(str, need))} with the margin) needs no more"
+        if batch > 1 and d["p95"] > 0:
+            out = max(MIN_CROP, int(math.ceil(2 * d["p95"])))
+            crop = valid_size(out + 2 * margin)
+            if any(crop < p for p in planned):
+                planned = [min(p, crop) for p in planned]
+                why = (f"a batch of {batch} crops, each {out} px out: twice the 95th-percentile object "
+                       f"({d['p95']:.1f} px across), at least {MIN_CROP}")
+        if batch > 1 and len(planned) == 2 and planned[0] != planned[1]:  # crops turned by 90 degrees must stack
+            planned = [max(planned)] * len(planned)
+            why += "; square, so that crops turned by 90 degrees stack into one batch"
         if planned != list(tile):
             settings["tile"] = planned
-            reasons["tile"] = f"the largest image ({'x'.join(map(str, need))} with the margin) needs no more"
+            reasons["tile"] = why
     settings["val_interval"] = max(1, int(max_steps) // 10)
     reasons["val_interval"] = f"ten validations in {max_steps} steps, to keep the best weights"
     return settings, reasons
@@ -134,6 +155,12 @@ def bundle_datalist(configs: Mapping[str, dict], data: Path, key: str) -> list[d
         raise (mine or DataError(f"the bundle's {key} could not be built from this folder: {e}", path=data)) from None
 
 
+def _batch(config: Mapping) -> int:
+    """The recipe's ``batch_size`` where it is a number (an expression is the recipe's own choice: 1)."""
+    b = get_key(config, "batch_size", 1)
+    return int(b) if isinstance(b, (int, float)) and not isinstance(b, bool) else 1
+
+
 def _unannotated(items: list[dict]) -> int:
     from unetkit.io import READ_SUFFIXES
 
@@ -167,8 +194,9 @@ def plan_bundle(configs: Mapping[str, dict], data: str | os.PathLike, *, max_ste
     geometry = getattr(net, "geometry", None)
     tile = common["tile"] if "tile" in common else None
     steps = int(max_steps if max_steps is not None else configs["train.json"].get("max_steps", 1000))
+    merged = {**configs.get("common.json", {}), **configs["train.json"]}
     settings, reasons = plan_settings(
-        fp, tile=tile, max_steps=steps, margin=getattr(geometry, "margin", 0),
+        fp, tile=tile, max_steps=steps, margin=getattr(geometry, "margin", 0), batch=_batch(merged),
         valid_size=(lambda n: geometry.next_valid_size(n)) if geometry is not None else (lambda n: n),
     )
     if finetune:
@@ -182,7 +210,6 @@ def plan_bundle(configs: Mapping[str, dict], data: str | os.PathLike, *, max_ste
         reasons.update(why)
     settings = {k.replace("#", "::"): v for k, v in settings.items()}
     reasons = {k.replace("#", "::"): v for k, v in reasons.items()}
-    merged = {**configs.get("common.json", {}), **configs["train.json"]}
     missing = object()
     settings = {k: v for k, v in settings.items() if get_key(merged, k, missing) is not missing}  # ids this recipe has
     mine = {m.replace("#", "::") for m in (overridden or {})}

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import types
 from pathlib import Path
 from typing import Callable
 
@@ -158,7 +159,8 @@ class FreezeEncoder:
 
     For fine-tuning on a few frames: the encoder's features, learnt from a whole data set, stay; only the
     expanding path and the head adapt (as fine-tuning a pretrained encoder usually does when data is scarce).
-    The frozen weights get no gradient, so the optimiser leaves them alone.
+    The frozen weights get no gradient, so the optimiser leaves them alone, and the encoder's normalisation
+    layers stay in eval mode, so their running statistics stay the trained ones too.
 
     Args:
         network: a :class:`~unetkit.networks.UNet` (or one wrapped in DDP).
@@ -178,6 +180,16 @@ class FreezeEncoder:
                                 fix="--set freeze_encoder=false")
         for module in (net.inc, net.downs):
             module.requires_grad_(False)
+            for norm in module.modules():
+                if isinstance(norm, torch.nn.modules.batchnorm._NormBase):
+                    norm.train = types.MethodType(_stay_in_eval, norm)
+                    norm.eval()
+
+
+def _stay_in_eval(self: torch.nn.Module, mode: bool = True) -> torch.nn.Module:
+    # MONAI's trainer calls network.train() on every iteration; a frozen layer's running statistics must not
+    # follow the fine-tuning batches, or the frozen encoder would drift after all
+    return torch.nn.Module.train(self, False)
 
 
 def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:

@@ -161,6 +161,7 @@ def train_bundle(
 
         plan = plan_bundle(configs, dataset_dir, overridden=persistent, max_steps=steps, finetune=finetune)
         apply_overrides(configs, plan.settings)
+    _check_batch_tile({**configs.get("common.json", {}), **train_cfg})
     if parent is not None and nproc * nnodes > 1 and get_key(train_cfg, "freeze_encoder", False):
         raise TrainingError("freeze_encoder works in one process only (DDP must know the frozen weights when it "
                             "wraps the network)", fix="drop --nproc, or --set freeze_encoder=false")
@@ -224,6 +225,17 @@ def _apply_overlay(configs: dict[str, dict], src: Path, path) -> None:
             mine = {k: v for k, v in changes.items()
                     if (k.lstrip("~").replace("::", "#").split("#")[0] in common) == (name == "common.json")}
             configs[name] = overlay(configs[name], mine)
+
+
+def _check_batch_tile(config: dict) -> None:
+    """A batch of several 2D crops that random 90-degree turns may transpose needs a square tile, or the crops
+    of one batch differ in shape and the data loader fails deep inside with "stack expects equal size"."""
+    tile, batch = config.get("tile"), config.get("batch_size", 1)
+    turns = "RandRotate90" in json.dumps(get_key(config, "train::random_transforms", []))
+    if (turns and isinstance(batch, int) and batch > 1 and isinstance(tile, list) and len(tile) == 2
+            and tile[0] != tile[1]):
+        raise TrainingError(f"a batch of {batch} crops turned by random 90-degree rotations needs a square tile, "
+                            f"not {tile[0]}x{tile[1]}", fix=f"--set tile=[{max(tile)},{max(tile)}], or --set batch_size=1")
 
 
 def _dataset_dir(train_cfg: dict, metadata: dict, data) -> Path:
