@@ -62,8 +62,8 @@ class Plan:
         return path
 
 
-# the smallest crop output of a batch of crops: the 30-line MONAI script's 128 px crops, which the default
-# recipe's batch of four 316 px tiles (132 px out) matched on --kind nuclei (docs/benchmarks.md)
+# the smallest output of a crop in a batch: the 30-line MONAI script's 128 px crops; on --kind nuclei a batch of
+# four 316 px tiles (132 px out) beat one whole-image tile per step (docs/benchmarks.md)
 MIN_CROP = 128
 
 
