@@ -134,6 +134,13 @@ def join_process_group(device: torch.device | str) -> bool:
 def leave_process_group() -> bool:
     """Leave the process group, if any (a config's ``finalize`` list names it)."""
     if dist.is_available() and dist.is_initialized():
+        # every rank reaches this point before any tears its connections down: a rank that leaves while its peer
+        # still talks to it can abort the peer ("terminate called without an active exception", seen once
+        # under load in the two-rank test)
+        try:
+            dist.barrier()
+        except Exception:  # a peer already gone (torchrun stops the others when one rank fails): leave anyway
+            pass
         dist.destroy_process_group()
     return True
 
