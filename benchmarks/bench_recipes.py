@@ -7,7 +7,9 @@ For each ``--kind`` of ``unetkit data demo`` and each seed, trains on sequence `
 validate on ``02`` and keep their best checkpoint by it), then segments both sequences of a second data set
 of the same kind drawn with another seed (``seed + 1000``), which no method sees before, and prints pooled SEG, F1 at IoU 0.5, mean AP over IoU 0.5:0.95, the object count against the reference's and
 the wall time (training and segmentation), then per kind and method the mean over seeds and the seed spread
-(max - min SEG). ``--methods`` chooses among:
+(max - min SEG). Each seed draws its own data set, so the spread mixes the data's difficulty with the
+training's luck; ``--data-seed N`` trains every seed on the one data set drawn with ``N`` (held out:
+``N + 1000``), so that only the training seed varies. ``--methods`` chooses among:
 
 - ``default``: ``bundles/phc_u373`` at the ``make demo`` width, the default recipe, ``unetkit train`` then
   ``unetkit infer`` (the public CLI, as a user runs it);
@@ -195,6 +197,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--methods", "--recipes", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--data-seed", type=int, default=None,
+                        help="draw one data set with this seed for every seed, so that only the training seed "
+                             "varies (the recipe's own spread); default: each seed draws its own data set")
     parser.add_argument("--cellpose-steps", type=int, default=None,
                         help="train Cellpose this many steps instead of unetkit's default training time "
                              "(the issue's real-image run gave it 150)")
@@ -204,10 +209,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-recipes-") as tmp:
         for kind in args.kinds:
             for seed in range(args.seeds):
-                data = Path(tmp) / f"{kind}_{seed}"
-                test = Path(tmp) / f"{kind}_{seed}_held_out"
-                _run(["data", "demo", str(data), "--kind", kind, "--seed", str(seed)])
-                _run(["data", "demo", str(test), "--kind", kind, "--seed", str(seed + 1000)])
+                drawn = seed if args.data_seed is None else args.data_seed
+                data = Path(tmp) / f"{kind}_{drawn}"
+                test = Path(tmp) / f"{kind}_{drawn}_held_out"
+                if not data.exists():
+                    _run(["data", "demo", str(data), "--kind", kind, "--seed", str(drawn)])
+                    _run(["data", "demo", str(test), "--kind", kind, "--seed", str(drawn + 1000)])
                 train_s = None  # unetkit's default training time: Cellpose's budget
                 order = [m for m in METHODS if m in args.methods]
                 if "cellpose" in order and "default" not in order and args.cellpose_steps is None:
