@@ -61,11 +61,11 @@ def _run(args: list[str]) -> None:
 HELD_OUT = ("01", "02")  # the held-out data set's sequences, all scored
 
 
-def score(pred_dir: Path, data: Path) -> dict[str, float]:
+def score(pred_dir: Path, data: Path, sequences: tuple[str, ...] = HELD_OUT) -> dict[str, float]:
     """Pooled SEG, mean F1@0.5, mean AP over IoU 0.5:0.95, objects found and in the reference, over the
-    held-out data set ``data`` whose sequences were segmented into ``pred_dir/<seq>``."""
+    ``sequences`` of the held-out data set ``data``, segmented into ``pred_dir/<seq>``."""
     pairs = []
-    for seq in HELD_OUT:
+    for seq in sequences:
         for ref in sorted((data / f"{seq}_GT" / "SEG").glob("man_seg*.tif")):
             frame = ref.stem[len("man_seg"):]
             pairs.append((tifffile.imread(pred_dir / seq / f"t{frame}_mask.tif"), tifffile.imread(ref)))
