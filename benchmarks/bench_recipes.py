@@ -9,7 +9,13 @@ of the same kind drawn with another seed (``seed + 1000``), which no method sees
 the wall time (training and segmentation), then per kind and method the mean over seeds and the seed spread
 (max - min SEG). Each seed draws its own data set, so the spread mixes the data's difficulty with the
 training's luck; ``--data-seed N`` trains every seed on the one data set drawn with ``N`` (held out:
-``N + 1000``), so that only the training seed varies. ``--methods`` chooses among:
+``N + 1000``), so that only the training seed varies.
+
+``--protocol half-image`` is issue 10's real-image protocol instead, on a synthetic stand-in: one 512x512
+frame of the kind, its left half sequence ``01`` (trained on), its right half ``02`` (validated on by
+unetkit's recipes, segmented and scored by every method), as the issue's table was measured on a real
+nuclei image. Its data set is drawn with ``(seed, 512)``, not shared with the other protocol.
+``--methods`` chooses among:
 
 - ``default``: ``bundles/phc_u373`` at the ``make demo`` width, the default recipe, ``unetkit train`` then
   ``unetkit infer`` (the public CLI, as a user runs it);
@@ -59,6 +65,25 @@ def _run(args: list[str]) -> None:
 
 
 HELD_OUT = ("01", "02")  # the held-out data set's sequences, all scored
+HALF = 512  # --protocol half-image: the frame's side; each half is HALF x HALF/2, as in the issue's image
+
+
+def half_image_data(root: Path, kind: str, seed: int) -> Path:
+    """Issue 10's real-image protocol on a synthetic frame: the left half of one ``HALF`` x ``HALF`` frame of
+    ``kind`` is sequence ``01``, its right half ``02``, each one frame with its reference (objects cut by the
+    middle line keep their part on each side)."""
+    from skimage.segmentation import relabel_sequential
+
+    from unetkit.data import demo_frame
+
+    image, labels = demo_frame((HALF, HALF), seed=(seed, HALF), kind=kind)
+    for seq, half in (("01", np.s_[:, :HALF // 2]), ("02", np.s_[:, HALF // 2:])):
+        (root / seq).mkdir(parents=True)
+        (root / f"{seq}_GT" / "SEG").mkdir(parents=True)
+        tifffile.imwrite(root / seq / "t000.tif", image[half])
+        tifffile.imwrite(root / f"{seq}_GT" / "SEG" / "man_seg000.tif",
+                         relabel_sequential(labels[half])[0].astype(np.uint16))
+    return root
 
 
 def score(pred_dir: Path, data: Path, sequences: tuple[str, ...] = HELD_OUT) -> dict[str, float]:
@@ -86,15 +111,16 @@ def _annotated(data: Path, seq: str = "01") -> tuple[list[np.ndarray], list[np.n
             [tifffile.imread(r) for r in refs])
 
 
-def segment_held_out(segment, test: Path, out: Path) -> None:
-    """Write ``segment(image)``'s labels for every frame of the held-out data set ``test`` into ``out/<seq>``."""
-    for seq in HELD_OUT:
+def segment_held_out(segment, test: Path, out: Path, sequences: tuple[str, ...] = HELD_OUT) -> None:
+    """Write ``segment(image)``'s labels for every frame of ``test``'s ``sequences`` into ``out/<seq>``."""
+    for seq in sequences:
         (out / seq).mkdir(parents=True, exist_ok=True)
         for f in sorted((test / seq).glob("t*.tif")):
             tifffile.imwrite(out / seq / f"{f.stem}_mask.tif", segment(tifffile.imread(f)).astype(np.uint16))
 
 
-def monai_script(data: Path, test: Path, seed: int, steps: int, out: Path) -> None:
+def monai_script(data: Path, test: Path, seed: int, steps: int, out: Path,
+                 sequences: tuple[str, ...] = HELD_OUT) -> None:
     """Issue 10's 30-line MONAI peer, as a beginner writes it: foreground U-Net, then connected components."""
     import torch
     from monai.inferers import sliding_window_inference
@@ -134,7 +160,7 @@ def monai_script(data: Path, test: Path, seed: int, steps: int, out: Path) -> No
             p = sliding_window_inference(torch.from_numpy(norm(image))[None, None], (256, 256), 4, net, overlap=0.25)
         return label(p.argmax(1)[0].numpy() > 0)
 
-    segment_held_out(segment, test, out)
+    segment_held_out(segment, test, out, sequences)
 
 
 def _import_cellpose(model_dir: str):
@@ -153,7 +179,7 @@ def _import_cellpose(model_dir: str):
 
 
 def cellpose_peer(data: Path, test: Path, seed: int, budget_s: float | None, out: Path, work: Path,
-                  steps: int | None = None) -> tuple[int, float] | None:
+                  steps: int | None = None, sequences: tuple[str, ...] = HELD_OUT) -> tuple[int, float] | None:
     """Cellpose 3 from scratch on ``01``'s frames for ``budget_s`` seconds of training (or ``steps`` steps),
     its decoder on ``test``.
 
@@ -187,7 +213,8 @@ def cellpose_peer(data: Path, test: Path, seed: int, budget_s: float | None, out
     model = fresh()
     train.train_seg(model.net, train_labels=flows, n_epochs=steps, model_name="scratch", **kw)
     diameter = float(model.net.diam_labels.item())
-    segment_held_out(lambda x: model.eval(x.astype(np.float32), channels=[0, 0], diameter=diameter)[0], test, out)
+    segment_held_out(lambda x: model.eval(x.astype(np.float32), channels=[0, 0], diameter=diameter)[0], test, out,
+                     sequences)
     return steps, time.perf_counter() - start
 
 
@@ -203,6 +230,9 @@ def main() -> None:
     parser.add_argument("--cellpose-steps", type=int, default=None,
                         help="train Cellpose this many steps instead of unetkit's default training time "
                              "(the issue's real-image run gave it 150)")
+    parser.add_argument("--protocol", choices=("held-out", "half-image"), default="held-out",
+                        help="held-out: train on 01 of one data set, score both sequences of another; "
+                             "half-image: the issue's real-image protocol (see the module's docstring)")
     args = parser.parse_args()
     print(f"{'kind':8} {'seed':>4} {'method':8} {'SEG':>6} {'F1@0.5':>7} {'AP':>6} {'found/ref':>10} {'s':>6}")
     rows: dict[tuple[str, str], list[dict]] = {}
@@ -210,11 +240,16 @@ def main() -> None:
         for kind in args.kinds:
             for seed in range(args.seeds):
                 drawn = seed if args.data_seed is None else args.data_seed
-                data = Path(tmp) / f"{kind}_{drawn}"
-                test = Path(tmp) / f"{kind}_{drawn}_held_out"
-                if not data.exists():
-                    _run(["data", "demo", str(data), "--kind", kind, "--seed", str(drawn)])
-                    _run(["data", "demo", str(test), "--kind", kind, "--seed", str(drawn + 1000)])
+                data = Path(tmp) / f"{kind}_{drawn}_{args.protocol}"
+                if args.protocol == "half-image":
+                    test, scored = data, ("02",)
+                    if not data.exists():
+                        half_image_data(data, kind, drawn)
+                else:
+                    test, scored = Path(tmp) / f"{kind}_{drawn}_held_out", HELD_OUT
+                    if not data.exists():
+                        _run(["data", "demo", str(data), "--kind", kind, "--seed", str(drawn)])
+                        _run(["data", "demo", str(test), "--kind", kind, "--seed", str(drawn + 1000)])
                 train_s = None  # unetkit's default training time: Cellpose's budget
                 order = [m for m in METHODS if m in args.methods]
                 if "cellpose" in order and "default" not in order and args.cellpose_steps is None:
@@ -233,16 +268,17 @@ def main() -> None:
                             train_s = time.perf_counter() - start
                         if name == BUDGET_ONLY:
                             continue
-                        for seq in HELD_OUT:
+                        for seq in scored:
                             _run(["infer", str(run), str(test / seq), "-o", str(pred / seq)])
                         seconds = time.perf_counter() - start
                     elif name == "monai":
-                        monai_script(data, test, seed, args.steps, pred)
+                        monai_script(data, test, seed, args.steps, pred, scored)
                         seconds = time.perf_counter() - start
                     else:
                         work = Path(tmp) / f"cellpose_{kind}_{seed}"
                         work.mkdir()
-                        done = cellpose_peer(data, test, seed, train_s, pred, work, steps=args.cellpose_steps)
+                        done = cellpose_peer(data, test, seed, train_s, pred, work, steps=args.cellpose_steps,
+                                             sequences=scored)
                         if done is None:
                             print(f"{kind:8} {seed:>4} {name:8} not installed: pip install {CELLPOSE_PIN}",
                                   flush=True)
@@ -250,7 +286,7 @@ def main() -> None:
                         steps, seconds = done
                         note = (f"  ({steps} steps of 8 x 224^2" + (f" in unetkit's {train_s:.0f} s of training)"
                                                                    if args.cellpose_steps is None else ")"))
-                    s = score(pred, test)
+                    s = score(pred, test, scored)
                     s["s"] = seconds
                     rows.setdefault((kind, name), []).append(s)
                     print(f"{kind:8} {seed:>4} {name:8} {s['seg']:6.3f} {s['f1']:7.3f} {s['ap']:6.3f} "
