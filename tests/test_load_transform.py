@@ -1,5 +1,7 @@
 """LoadImage / LoadImaged: channel-first arrays, dtypes, frames of a stack, metas that travel with the data."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -10,6 +12,8 @@ from torch.utils.data import DataLoader
 from unetkit.errors import ImageReadError
 from unetkit.io import ImageMeta, read_image, write_image
 from unetkit.transforms.load import LoadImage, LoadImaged
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "phc_u373"
 
 
 def test_grey_2d_image_gets_a_leading_channel_axis_as_float32(tmp_path, rng):
@@ -30,6 +34,49 @@ def test_rgb_tiff_samples_become_the_channel_axis(tmp_path, rng):
     img, meta = LoadImage().load(write_image(tmp_path / "rgb.tif", arr, ImageMeta("YXS", spacing=(0.5, 0.5, 1.0))))
     assert img.shape == (3, 33, 37) and np.array_equal(img, arr.transpose(2, 0, 1))
     assert meta.axes == "CYX" and meta.spacing == (1.0, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("samples", [3, 4])
+def test_an_rgb_image_for_a_one_channel_network_becomes_its_luma(tmp_path, rng, samples):
+    arr = rng.integers(0, 255, (33, 37, samples), dtype=np.uint8)
+    img, meta = LoadImage(channels=1).load(write_image(tmp_path / "rgb.tif", arr, ImageMeta("YXS")))
+    luma = 0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2]  # alpha, if any, plays no part
+    assert img.shape == (1, 33, 37) and img.dtype == np.float32 and np.allclose(img[0], luma, atol=1e-3)
+    assert (meta.axes, meta.shape, meta.dtype) == ("CYX", (1, 33, 37), "float32")
+
+
+def test_channels_that_fit_the_network_are_kept(tmp_path, rng):
+    arr = rng.integers(0, 255, (33, 37, 3), dtype=np.uint8)
+    p = write_image(tmp_path / "rgb.tif", arr, ImageMeta("YXS"))
+    assert np.array_equal(LoadImage(channels=3)(p), arr.transpose(2, 0, 1))
+    grey = rng.integers(0, 255, (33, 37), dtype=np.uint8)
+    assert np.array_equal(LoadImage(channels=1)(write_image(tmp_path / "g.tif", grey))[0], grey)
+
+
+@pytest.mark.parametrize("axes, shape, channels", [("CYX", (2, 33, 37), 1), ("YX", (33, 37), 3),
+                                                   ("YXS", (33, 37, 3), 2)])
+def test_channels_that_fit_neither_the_network_nor_rgb_to_grey_are_refused(tmp_path, axes, shape, channels):
+    p = write_image(tmp_path / "c.tif", np.zeros(shape, np.uint8), ImageMeta(axes))
+    with pytest.raises(ImageReadError, match=rf"c\.tif: has .* but the bundle's network takes {channels}"):
+        LoadImage(channels=channels)(p)
+
+
+def test_the_recipes_load_rgb_as_unetkit_infer_feeds_it_to_the_network(tmp_path, rng):
+    """Training, validation and MONAI's runner load through the bundle's ``load_image``; ``unetkit infer``
+    through its own layout: a network trained on RGB files turned to grey must see the same grey there."""
+    from monai.bundle import ConfigParser
+
+    from unetkit.bundle.config import job_files
+    from unetkit.predict.layout import plan_layout
+
+    arr = rng.integers(0, 255, (33, 37, 3), dtype=np.uint8)
+    p = write_image(tmp_path / "rgb.tif", arr, ImageMeta("YXS"))
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in job_files(BUNDLE, "inference.json")])
+    loaded = parser.get_parsed_content("load_image")({"image": str(p)})["image"]
+    data, meta = read_image(p)
+    fed = plan_layout(meta, spatial_dims=2, in_channels=1).network_input(data)
+    assert loaded.shape == fed.shape == (1, 33, 37) and np.array_equal(loaded, fed)
 
 
 def test_imagej_channel_axis_moves_to_the_front(tmp_path, rng):

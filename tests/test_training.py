@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -172,6 +173,35 @@ def test_cli_trains_and_reports_in_one_line_errors(tmp_path, demo, monkeypatch):
     monkeypatch.setenv("UNETKIT_DATA", str(tmp_path / "none"))
     r = runner.invoke(app, ["train", str(BUNDLE), "-o", str(tmp_path / "p"), "--steps", "1"])
     assert r.exit_code == 2 and "unetkit data fetch phc_u373" in r.output and "Traceback" not in r.output
+
+
+def _recoloured(demo, tmp_path, frame):
+    """A copy of ``demo`` whose training frames are ``frame(grey)`` TIFFs with the axes it returns."""
+    import tifffile
+
+    data = tmp_path / "data"
+    shutil.copytree(demo, data)
+    for f in sorted((data / "01").glob("t*.tif")):
+        array, axes = frame(tifffile.imread(f))
+        tifffile.imwrite(f, array, **({"photometric": "rgb"} if axes == "YXS" else {"imagej": True,
+                                                                                   "metadata": {"axes": axes}}))
+    return data
+
+
+def test_rgb_training_frames_train_a_grey_network(tmp_path, demo):
+    data = _recoloured(demo, tmp_path, lambda g: (np.stack([g, g, g], -1), "YXS"))
+    result = _train(tmp_path / "o", data, steps=2)
+    assert result.model.is_file() and "val_iou" in result.metrics
+
+
+def test_a_training_image_a_loader_worker_cannot_take_is_one_line_naming_it(tmp_path, demo):
+    data = _recoloured(demo, tmp_path, lambda g: (np.stack([g, g]), "CYX"))  # two channels for a 1-channel net
+    sets = [a for k, v in {**SMALL, "num_workers": 1}.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    r = CliRunner().invoke(app, ["train", str(BUNDLE), "--data", str(data), "--no-plan", "--steps", "2",
+                                 "-o", str(tmp_path / "o"), *sets])
+    assert r.exit_code == 2, r.output
+    assert "t000.tif: has 2 channel(s)" in r.output and "network takes 1" in r.output
+    assert "Traceback" not in r.output and "DataLoader" not in r.output
 
 
 def test_monai_runner_runs_the_same_train_json(tmp_path, demo):

@@ -8,6 +8,7 @@ problem and, where there is one, the fix.
 from __future__ import annotations
 
 import os
+import re
 
 __all__ = [
     "UnetkitError",
@@ -73,11 +74,48 @@ def find_user_error(e: BaseException) -> UnetkitError | None:
     """The first :class:`UnetkitError` in ``e``'s chain (``e`` itself, its cause or context, ...), or None.
 
     MONAI wraps whatever a config component raises ("Failed to instantiate ..."); callers dig out ours
-    with this, so the user sees its one clear line instead of MONAI's wrapper.
+    with this, so the user sees its one clear line instead of MONAI's wrapper. One raised in a DataLoader
+    worker process (a training image that cannot be loaded) reaches the main process only as text: torch
+    re-raises it as the type of the outermost exception there (MONAI's ``RuntimeError("applying
+    transform")``) with the worker's traceback as the message; it is rebuilt from that text.
+
+    Examples:
+        >>> find_user_error(RuntimeError("x")) is None
+        True
+        >>> try:
+        ...     raise RuntimeError("wrapped") from DataError("no images", path="d/01")
+        ... except RuntimeError as e:
+        ...     str(find_user_error(e))
+        'd/01: no images'
+        >>> worker = RuntimeError("Caught RuntimeError in DataLoader worker process 0.\\nOriginal Traceback "
+        ...                       "(most recent call last):\\nunetkit.errors.ImageReadError: a.tif: truncated")
+        >>> found = find_user_error(worker)
+        >>> type(found).__name__, str(found)
+        ('ImageReadError', 'a.tif: truncated')
     """
     seen: BaseException | None = e
     while seen is not None:
         if isinstance(seen, UnetkitError):
             return seen
+        found = _from_worker(seen)
+        if found is not None:
+            return found
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+_WORKER_ERROR = re.compile(r"^unetkit\.errors\.(\w+): (.+)$", re.MULTILINE)
+
+
+def _from_worker(e: BaseException) -> UnetkitError | None:
+    """Ours, from the traceback text of a DataLoader worker that torch re-raised (its first, innermost)."""
+    text = str(e)
+    if "DataLoader worker" not in text:
+        return None
+    match = _WORKER_ERROR.search(text)
+    if match is None:
+        return None
+    cls = globals().get(match.group(1))
+    if not (isinstance(cls, type) and issubclass(cls, UnetkitError)):
+        cls = UnetkitError
+    return cls(match.group(2))  # the message is already "path: problem (fix)"

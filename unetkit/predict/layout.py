@@ -9,7 +9,7 @@ stay in the file's order (no copy); the label image has the file's shape without
 Colour: an RGB(A) image (``S`` axis of 3 or 4) given to a one-channel bundle is converted to grey with the
 ITU-R BT.601 luma weights (0.299 R + 0.587 G + 0.114 B, alpha dropped), and the run's summary says so;
 a multi-channel image (``C`` axis) whose channel count differs from the bundle's is refused: which
-channel to use is the user's call.
+channel to use is the user's call (:mod:`unetkit.io.colour`, the rule training's loader follows too).
 
 Examples:
     >>> from unetkit.io import ImageMeta
@@ -30,14 +30,10 @@ import numpy as np
 
 from unetkit.errors import ImageReadError
 from unetkit.io import ImageMeta
+from unetkit.io.colour import needs_grey, to_grey
 from unetkit.io.meta import CHANNEL
 
-__all__ = ["Layout", "plan_layout", "LUMA"]
-
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-"""ITU-R BT.601 weights of R, G, B in grey (what PIL's ``convert("L")`` and scikit-image's ``rgb2gray`` for
-video use)."""
-
+__all__ = ["Layout", "plan_layout"]
 
 @dataclass(frozen=True)
 class Layout:
@@ -85,7 +81,7 @@ class Layout:
         if self.channel_axis is None:
             return image[None]
         if self.grey:
-            return np.tensordot(LUMA, image[:3], axes=(0, 0)).astype(np.float32)[None]
+            return to_grey(image, axis=0)
         return image
 
     def output_view(self, labels: np.ndarray, index: tuple[int, ...] = (), *, lead: int = 0) -> np.ndarray:
@@ -123,19 +119,5 @@ def plan_layout(meta: ImageMeta, *, spatial_dims: int, in_channels: int) -> Layo
             "images", path=meta.source, fix="use a bundle made for this kind of image",
         )
     frames = tuple(i for i in range(len(axes)) if i != channel and i not in spatial)
-    grey = _grey(meta, channel, in_channels)
+    grey = needs_grey(meta, channel, in_channels)
     return Layout(shape, frames, channel, spatial, "".join(axes[i] for i in spatial), grey)
-
-
-def _grey(meta: ImageMeta, channel: int | None, in_channels: int) -> bool:
-    n = 1 if channel is None else meta.shape[channel]
-    if n == in_channels:
-        return False
-    if in_channels == 1 and channel is not None and meta.axes[channel] == "S" and n in (3, 4):
-        return True
-    what = "channel" if channel is None or meta.axes[channel] == "C" else "colour sample"
-    raise ImageReadError(
-        f"has {n} {what}(s) (axes {meta.axes}) but the bundle's network takes {in_channels}",
-        path=meta.source,
-        fix=f"save the image with {in_channels} channel(s) first (e.g. the channel to segment)",
-    )

@@ -31,7 +31,8 @@ from scipy import ndimage as ndi
 from unetkit.errors import UnetkitError
 from unetkit.inferers import to_labels, to_probabilities
 from unetkit.io import ImageMeta, open_output
-from unetkit.predict.layout import LUMA, Layout
+from unetkit.io.colour import LUMA
+from unetkit.predict.layout import Layout
 from unetkit.predict.model import BundleModel
 from unetkit.predict.segment import classes_of, foreground_postprocess, run_inferer
 from unetkit.predict.writer import OutputPaths, label_dtype, semantic_dtype

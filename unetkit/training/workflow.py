@@ -312,6 +312,9 @@ def run_workflow(out: Path, runtime: dict, *, resume: bool, progress=None, distr
     runtime = dict(runtime)
     initial = runtime.pop("initial_weights", None)
     logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)  # its notes on logging.conf are not for our users
+    # ignite logs the exception that stops a run before raising it, and the CLI prints that one as a line of
+    # its own; from a DataLoader worker the logged text is the worker's whole traceback
+    logging.getLogger("ignite.engine.engine").setLevel(logging.CRITICAL)
     names = ("train.json", "multi_gpu_train.json") if distributed else ("train.json",)
     wf = ConfigWorkflow(
         config_file=[str(p) for p in job_files(out, *names)],

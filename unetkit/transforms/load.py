@@ -7,7 +7,10 @@ slice of an ISBI 2012 volume needs only that slice read (``frame``), not the who
 
 Channel handling: a grey image ``(*spatial)`` becomes ``(1, *spatial)``; an RGB TIFF ``(Y, X, S)`` becomes
 ``(S, Y, X)``; an ImageJ/OME channel axis ``C`` moves to the front. Other axes (``T``, ``Z``) stay where they
-are and count as spatial; pass a frame to take one time point or slice along the file's first axis.
+are and count as spatial; pass a frame to take one time point or slice along the file's first axis. Given
+the network's ``channels``, an RGB(A) image for a one-channel network becomes grey and any other mismatch is
+refused with one line, as ``unetkit infer`` does (:mod:`unetkit.io.colour`): the recipes pass their
+network's ``in_channels``, so training, validation and MONAI's runner see what ``unetkit infer`` sees.
 
 The dictionary twin stores the meta under ``f"{key}_meta"`` (:data:`META_SUFFIX`). MONAI's own suffix,
 ``_meta_dict``, is avoided on purpose: MONAI transforms that find it expect a plain dict there.
@@ -28,6 +31,7 @@ from torch.utils.data._utils.collate import default_collate_fn_map
 
 from unetkit.errors import ImageReadError
 from unetkit.io import ImageMeta, read_image
+from unetkit.io.colour import needs_grey, to_grey
 from unetkit.io.meta import CHANNEL
 
 __all__ = ["LoadImage", "LoadImaged", "META_SUFFIX"]
@@ -55,6 +59,9 @@ class LoadImage(Transform):
             False returns the array in the file's own axis order.
         mmap: return a memory map of the file where :func:`~unetkit.io.read_image` can (uncompressed TIFF,
             ``.nii``) and no dtype conversion is needed, so a huge image is not loaded whole.
+        channels: the channels the network takes, or None to keep the file's. With 1, an RGB(A) image
+            (``S`` axis of 3 or 4) becomes its BT.601 luma; a count that fits neither raises
+            :class:`~unetkit.errors.ImageReadError`. Needs ``ensure_channel_first``.
 
     Examples:
         >>> import tempfile
@@ -67,10 +74,14 @@ class LoadImage(Transform):
         ((1, 33, 37), dtype('uint8'))
     """
 
-    def __init__(self, dtype=np.float32, *, ensure_channel_first: bool = True, mmap: bool = False):
+    def __init__(self, dtype=np.float32, *, ensure_channel_first: bool = True, mmap: bool = False,
+                 channels: int | None = None):
+        if channels is not None and not ensure_channel_first:
+            raise ValueError("channels needs ensure_channel_first=True")
         self.dtype = _numpy_dtype(dtype)
         self.ensure_channel_first = ensure_channel_first
         self.mmap = mmap
+        self.channels = None if channels is None else int(channels)
 
     def __call__(self, path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
         """Load ``path`` (index ``frame`` along the file's first axis, if given)."""
@@ -80,8 +91,8 @@ class LoadImage(Transform):
         """Like calling the transform, and also return the :class:`ImageMeta` of the array returned.
 
         Raises:
-            ImageReadError: the file cannot be read, ``frame`` is not an index of its first axis, or it has
-                both a ``C`` and an ``S`` axis.
+            ImageReadError: the file cannot be read, ``frame`` is not an index of its first axis, it has
+                both a ``C`` and an ``S`` axis, or its channels do not fit ``channels``.
         """
         # With a frame, map the file so that only that frame's bytes are read (one slice of an ISBI stack).
         mapped = self.mmap or frame is not None
@@ -89,8 +100,17 @@ class LoadImage(Transform):
         if frame is not None:
             index = _frame_index(frame, arr, meta)
             arr, meta = arr[index], meta.select(0, index)
+        grey = False
         if self.ensure_channel_first:
+            before = meta
             arr, meta = _channel_first(arr, meta)
+            if self.channels is not None:
+                axis = next((i for i, a in enumerate(before.axes) if a in CHANNEL), None)
+                grey = needs_grey(before, axis, self.channels)
+        if grey:  # a float32 copy, off any memory map
+            arr = to_grey(arr, axis=0)
+            meta = meta.replace(shape=arr.shape)
+            mapped = False
         # native byte order: a memory map of a big-endian file would otherwise reach torch, which refuses it
         dtype = arr.dtype.newbyteorder("=") if self.dtype is None else self.dtype
         if mapped and not (self.mmap and dtype == arr.dtype):
@@ -109,6 +129,7 @@ class LoadImaged(MapTransform):
         frame_key: if the dict has this key, its integer value picks one frame along each file's first axis
             (the layouts in :mod:`unetkit.data` use ``"frame"`` for ISBI 2012 slices).
         ensure_channel_first: as :class:`LoadImage`.
+        channels: as :class:`LoadImage`: the network's input channels (RGB(A) to grey for 1), or None.
         allow_missing_keys: skip keys the dict does not have instead of raising ``KeyError``.
 
     Examples:
@@ -127,10 +148,11 @@ class LoadImaged(MapTransform):
         dtype=np.float32,
         frame_key: str | None = None,
         ensure_channel_first: bool = True,
+        channels: int | None = None,
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
-        self.loader = LoadImage(dtype, ensure_channel_first=ensure_channel_first)
+        self.loader = LoadImage(dtype, ensure_channel_first=ensure_channel_first, channels=channels)
         self.frame_key = frame_key
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
