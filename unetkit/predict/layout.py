@@ -35,6 +35,7 @@ from unetkit.io.meta import CHANNEL
 
 __all__ = ["Layout", "plan_layout"]
 
+
 @dataclass(frozen=True)
 class Layout:
     """Where the frames, channels and spatial axes of one file's array are.
