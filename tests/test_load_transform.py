@@ -63,11 +63,13 @@ def test_channels_that_fit_neither_the_network_nor_rgb_to_grey_are_refused(tmp_p
 
 def test_the_recipes_load_rgb_as_unetkit_infer_feeds_it_to_the_network(tmp_path, rng):
     """Training, validation and MONAI's runner load through the bundle's ``load_image``; ``unetkit infer``
-    through its own layout: a network trained on RGB files turned to grey must see the same grey there."""
+    through its own layout, or band by band when it streams a big image: a network trained on RGB files
+    turned to grey must see the same grey there."""
     from monai.bundle import ConfigParser
 
     from unetkit.bundle.config import job_files
     from unetkit.predict.layout import plan_layout
+    from unetkit.predict.stream import _grey_source
 
     arr = rng.integers(0, 255, (33, 37, 3), dtype=np.uint8)
     p = write_image(tmp_path / "rgb.tif", arr, ImageMeta("YXS"))
@@ -75,8 +77,11 @@ def test_the_recipes_load_rgb_as_unetkit_infer_feeds_it_to_the_network(tmp_path,
     parser.read_config([str(f) for f in job_files(BUNDLE, "inference.json")])
     loaded = parser.get_parsed_content("load_image")({"image": str(p)})["image"]
     data, meta = read_image(p)
-    fed = plan_layout(meta, spatial_dims=2, in_channels=1).network_input(data)
+    layout = plan_layout(meta, spatial_dims=2, in_channels=1)
+    fed = layout.network_input(data)
+    streamed = np.asarray(_grey_source(data, layout, tmp_path))
     assert loaded.shape == fed.shape == (1, 33, 37) and np.array_equal(loaded, fed)
+    assert np.array_equal(streamed, fed)
 
 
 def test_imagej_channel_axis_moves_to_the_front(tmp_path, rng):

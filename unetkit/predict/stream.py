@@ -31,7 +31,7 @@ from scipy import ndimage as ndi
 from unetkit.errors import UnetkitError
 from unetkit.inferers import to_labels, to_probabilities
 from unetkit.io import ImageMeta, open_output
-from unetkit.io.colour import LUMA
+from unetkit.io.colour import to_grey
 from unetkit.predict.layout import Layout
 from unetkit.predict.model import BundleModel
 from unetkit.predict.segment import classes_of, foreground_postprocess, run_inferer
@@ -65,7 +65,7 @@ def _grey_source(array: np.ndarray, layout: Layout, scratch: Path) -> np.ndarray
     rgb = array.transpose((layout.channel_axis, *layout.spatial))
     grey = np.memmap(scratch / "grey.f32", np.float32, "w+", shape=(1, *rgb.shape[1:]))
     for band in _bands(rgb.shape[1:]):
-        grey[0, band] = np.tensordot(LUMA, rgb[:3, band], axes=(0, 0))
+        grey[:, band] = to_grey(rgb[:, band], axis=0)
     return grey
 
 
