@@ -121,6 +121,9 @@ def test_rdf_describes_sizes_normalisation_and_weights(package, bundle):
     assert steps["scale_range"]["min_percentile"] == norm["lower"]
     assert steps["scale_range"]["max_percentile"] == norm["upper"]
     assert steps["scale_linear"] == {"gain": norm["b_max"] - norm["b_min"], "offset": norm["b_min"]}
+    ids = [p["id"] for p in inp["preprocessing"]]
+    assert ids.index("scale_range") < ids.index("scale_linear") < ids.index("clip")  # clipped once scaled
+    assert steps["clip"] == {"min": norm["clip_range"][0], "max": norm["clip_range"][1]}
     assert [p["id"] for p in out["postprocessing"]][0] == "softmax"
     state = rdf["weights"]["pytorch_state_dict"]["architecture"]
     assert (state["import_from"], state["callable"]) == ("unetkit.networks.padded", "MirrorPaddedUNet")

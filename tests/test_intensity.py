@@ -48,7 +48,40 @@ def test_dictionary_twin_passes_its_range_on():
 
 
 @pytest.mark.parametrize("kwargs,match", [(dict(lower=50, upper=10), "lower < upper"),
-                                          (dict(b_min=1.0, b_max=1.0), "b_min < b_max")])
+                                          (dict(b_min=1.0, b_max=1.0), "b_min < b_max"),
+                                          (dict(clip_range=(3, -3)), "low < high"),
+                                          (dict(clip_range=(3,)), "low < high")])
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PercentileNormalize(**kwargs)
+
+
+def test_clip_range_bounds_hot_pixels_and_leaves_the_rest_as_it_was():
+    rng = np.random.default_rng(2)
+    img = rng.normal(300, 40, (1, 128, 128)).astype(np.uint16)
+    img[0, ::32, ::32] = 65535  # 16 hot pixels (0.1 %), too few to move the 99.8th percentile
+    plain = PercentileNormalize(b_min=-1.0, b_max=1.0)(img)
+    clipped = PercentileNormalize(b_min=-1.0, b_max=1.0, clip_range=(-3, 3))(img)
+    assert float(plain.max()) > 100 and float(clipped.max()) == 3.0
+    inside = np.abs(plain) <= 3
+    np.testing.assert_array_equal(clipped[inside], plain[inside])
+    stats = PercentileNormalize(clip_range=(-3, 3), b_min=-1.0, b_max=1.0).fit(img)
+    tile = PercentileNormalize(clip_range=(-3, 3), b_min=-1.0, b_max=1.0).apply(torch.from_numpy(img[:, :20, :20].astype(np.float32)), *stats)
+    np.testing.assert_allclose(tile.numpy(), clipped[:, :20, :20], atol=1e-6)  # tile by tile as whole
+    d = PercentileNormalized("image", b_min=-1.0, b_max=1.0, clip_range=[-3, 3])({"image": img})
+    assert float(d["image"].max()) == 3.0
+
+
+def test_the_microscopy_bundles_clip_what_they_feed_the_network():
+    from pathlib import Path
+
+    from monai.bundle import ConfigParser
+
+    for name in ("phc_u373", "dic_hela", "isbi2012_em"):
+        parser = ConfigParser()
+        parser.read_config(Path(__file__).resolve().parents[1] / "bundles" / name / "configs" / "common.json")
+        img = np.full((1, 32, 32), 100, np.uint16)
+        img[0, 8:24, 8:24] = 400
+        img[0, 3, 3] = 60000
+        out = parser.get_parsed_content("normalize")({"image": img})["image"]
+        assert float(out.max()) == 3.0 and float(out[0, 10, 10]) == pytest.approx(1.0, abs=0.01), name

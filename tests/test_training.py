@@ -194,6 +194,18 @@ def test_rgb_training_frames_train_a_grey_network(tmp_path, demo):
     assert result.model.is_file() and "val_iou" in result.metrics
 
 
+def test_training_images_narrower_than_the_network_margin_train(tmp_path, demo):
+    import tifffile
+
+    data = tmp_path / "data"
+    shutil.copytree(demo, data)
+    narrow = sorted((data / "01").glob("t*.tif")) + sorted((data / "01_GT" / "SEG").glob("man_seg*.tif"))
+    for f in narrow:  # 40 px wide, the margin of a depth-4 network is 92 px
+        tifffile.imwrite(f, tifffile.imread(f)[:, :40])
+    result = _train(tmp_path / "o", data, steps=2)
+    assert result.model.is_file() and "val_iou" in result.metrics
+
+
 def test_a_training_image_a_loader_worker_cannot_take_is_one_line_naming_it(tmp_path, demo):
     data = _recoloured(demo, tmp_path, lambda g: (np.stack([g, g]), "CYX"))  # two channels for a 1-channel net
     sets = [a for k, v in {**SMALL, "num_workers": 1}.items() for a in ("--set", f"{k}={json.dumps(v)}")]

@@ -17,9 +17,9 @@ run, and that ``unetkit infer`` runs too (it carries the unetkit bundle as an at
   one-channel network): what a user of another tool can threshold or view, and what
   ``unetkit infer --save-probabilities`` writes.
 - the bundle's normalisation as preprocessing: unetkit's ``PercentileNormalize`` (percentiles ``lower`` and
-  ``upper`` of each image and channel mapped to ``b_min`` and ``b_max``, no clipping) is bioimage.io's
-  ``scale_range`` (percentiles to 0 and 1, per sample and channel, same ``eps``) then ``scale_linear`` with
-  gain ``b_max - b_min`` and offset ``b_min``. Any other ``preprocessing`` (resampling, a custom transform)
+  ``upper`` of each image and channel mapped to ``b_min`` and ``b_max``, then clipped to ``clip_range``) is
+  bioimage.io's ``scale_range`` (percentiles to 0 and 1, per sample and channel, same ``eps``), then
+  ``scale_linear`` with gain ``b_max - b_min`` and offset ``b_min``, then ``clip``. Any other ``preprocessing`` (resampling, a custom transform)
   cannot be written in bioimage.io's terms, and the export refuses it with a message that says so. (unetkit
   takes the percentiles of images above ~4 Mpx from a regular subsample, bioimage.io from every pixel: on
   such images the two differ slightly.)
@@ -172,8 +172,8 @@ def _checked_network(model: BundleModel, path) -> MirrorPaddedUNet:
 
 def _preprocessing(model: BundleModel, path) -> list:
     """bioimage.io's description of the bundle's normalisation (see the module's docstring)."""
-    from bioimageio.spec.model.v0_5 import (AxisId, ScaleLinearDescr, ScaleLinearKwargs, ScaleRangeDescr,
-                                            ScaleRangeKwargs)
+    from bioimageio.spec.model.v0_5 import (AxisId, ClipDescr, ClipKwargs, ScaleLinearDescr, ScaleLinearKwargs,
+                                            ScaleRangeDescr, ScaleRangeKwargs)
 
     from unetkit.transforms import PercentileNormalize
 
@@ -190,6 +190,8 @@ def _preprocessing(model: BundleModel, path) -> list:
                                                      max_percentile=op.upper, eps=op.eps))]
     if (op.b_min, op.b_max) != (0.0, 1.0):  # scale_range maps to 0..1; the bundle's range is b_min..b_max
         steps.append(ScaleLinearDescr(kwargs=ScaleLinearKwargs(gain=op.b_max - op.b_min, offset=op.b_min)))
+    if op.clip_range is not None:
+        steps.append(ClipDescr(kwargs=ClipKwargs(min=op.clip_range[0], max=op.clip_range[1])))
     return steps
 
 

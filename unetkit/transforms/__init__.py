@@ -22,6 +22,7 @@ from unetkit.transforms.intensity import PercentileNormalize, PercentileNormaliz
 from unetkit.transforms.labels import InstanceToSemantic, InstanceToSemanticd, separate_touching
 from unetkit.transforms.weight_map import WeightMap, WeightMapd, border_cutoff, two_nearest_distances, weight_map
 from unetkit.transforms.load import LoadImage, LoadImaged
+from unetkit.transforms.padding import MirrorPad, MirrorPadd
 from unetkit.transforms.partial import MarkUnannotatedd, unannotated_mask
 from unetkit.transforms.save import SaveMask, SaveMaskd
 
@@ -41,6 +42,8 @@ __all__ = [
     "LoadImage",
     "LoadImaged",
     "MarkUnannotatedd",
+    "MirrorPad",
+    "MirrorPadd",
     "PaperElastic",
     "PercentileNormalize",
     "PercentileNormalized",
