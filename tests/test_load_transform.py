@@ -29,6 +29,20 @@ def test_labels_keep_their_integer_dtype_with_dtype_none(tmp_path, rng):
     assert img.dtype == np.uint16 and np.array_equal(img[0], arr)
 
 
+@pytest.mark.parametrize("value", [1, 255])
+def test_a_mask_loaded_as_instances_becomes_its_connected_parts(tmp_path, value):
+    mask = np.zeros((20, 30), np.uint8)
+    mask[2:8, 2:8] = mask[2:8, 8:12] = mask[12:18, 20:28] = value   # two parts, the first of two squares
+    path = write_image(tmp_path / "mask.tif", mask)
+    img = LoadImaged("label", dtype=None, instances=True)({"label": str(path)})["label"]
+    assert img.shape == (1, 20, 30) and sorted(np.unique(img).tolist()) == [0, 1, 2]
+    assert len(np.unique(img[0, 2:8, 2:12])) == 1 and img[0, 15, 25] != img[0, 5, 5]
+    labels = mask.astype(np.uint16) * 0
+    labels[2:8, 2:8], labels[2:8, 8:12] = 4, 9                       # instance labels: kept as they are
+    kept = LoadImage(dtype=None, instances=True)(write_image(tmp_path / "labels.tif", labels))
+    assert np.array_equal(kept[0], labels)
+
+
 def test_rgb_tiff_samples_become_the_channel_axis(tmp_path, rng):
     arr = rng.integers(0, 255, (33, 37, 3), dtype=np.uint8)
     img, meta = LoadImage().load(write_image(tmp_path / "rgb.tif", arr, ImageMeta("YXS", spacing=(0.5, 0.5, 1.0))))

@@ -76,6 +76,15 @@ def test_a_batch_of_crops_gets_crops_sized_by_the_objects_and_square():
     assert tile(20.0, (96, 112), batch=1)[0] == [280, 296]  # one crop per step: the whole image
 
 
+def test_a_0_255_mask_counts_its_separate_parts_as_objects(tmp_path):
+    a = np.zeros((40, 60), np.uint16)
+    a[5:15, 5:15], a[5:15, 15:25], a[25:35, 40:50] = 1, 2, 3   # 1 and 2 touch
+    instances = fingerprint([_pair(tmp_path, "a", a)])
+    mask = fingerprint([_pair(tmp_path, "m", (a > 0).astype(np.uint16) * 255)])
+    assert instances["objects"] == 3 and mask["objects"] == 2   # the touching pair is one part of the mask
+    assert mask["diameter"]["p5"] == pytest.approx(2 * np.sqrt(100 / np.pi), rel=0.3)  # not all cells as one
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     return make_demo(tmp_path_factory.mktemp("demo"), seed=1, frames=2, shape=(96, 112))
@@ -129,3 +138,28 @@ def test_a_batch_of_non_square_tiles_is_refused_in_one_line(demo, tmp_path):
     with pytest.raises(TrainingError, match=r"needs a square tile, not 252x268.*tile=\[268,268\]"):
         train_bundle("bundles/phc_u373", data=demo, output=tmp_path / "o", steps=1, overrides=small)
     assert not (tmp_path / "o" / "models").exists()
+
+
+def test_training_on_0_255_masks_plans_and_scores_their_separate_parts(demo, tmp_path):
+    import shutil
+
+    from unetkit.bundle.config import read_config
+    from unetkit.training import train_bundle
+
+    data = tmp_path / "data"
+    shutil.copytree(demo, data)
+    for f in data.glob("0[12]_GT/SEG/man_seg*.tif"):
+        tifffile.imwrite(f, (tifffile.imread(f) > 0).astype(np.uint8) * 255)
+    small = {"network_def::features": [4, 8, 16, 32, 64], "num_workers": 0}
+    train_bundle("bundles/phc_u373", data=data, output=tmp_path / "o", steps=2, overrides=small)
+    masks = json.loads((tmp_path / "o" / "plan.json").read_text())
+    from unetkit.data import ctc_datalist
+
+    labels = fingerprint(ctc_datalist(demo, sequences=["01"], truth="GT"))
+    assert masks["fingerprint"]["objects"] >= labels["objects"] // 2   # not one object of all cells
+    assert masks["settings"]["decode::min_size"] <= 2 * labels["diameter"]["p5"] ** 2
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser(read_config(tmp_path / "o" / "configs" / "train.json"))
+    ref = parser.get_parsed_content("load_label")({"label": str(next(data.glob("02_GT/SEG/man_seg*.tif")))})
+    assert len(np.unique(ref["label"])) > 2     # validation scores against the mask's parts

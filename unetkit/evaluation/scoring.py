@@ -14,12 +14,12 @@ from unetkit.metrics import (
     dice,
     instance_scores,
     iou,
-    label_above_threshold,
     rand_error,
     seg_scores,
     variation_of_information,
     warping_error,
 )
+from unetkit.transforms.instances import mask_instances
 
 __all__ = ["ImageScore", "score_pair", "score_arrays", "summarise", "COLUMNS"]
 
@@ -38,10 +38,7 @@ class ImageScore:
 
 def _instances(a: np.ndarray) -> np.ndarray:
     # a binary mask (ISBI's 0/255, a --semantic prediction) names no objects: its 4-connected components do
-    values = np.unique(a)
-    if values.size <= 2:
-        return label_above_threshold(a > 0, 0.5)
-    return a.astype(np.int64, copy=False)
+    return mask_instances(a).astype(np.int64, copy=False)
 
 
 def score_arrays(pred: np.ndarray, gt: np.ndarray, name: str) -> ImageScore:

@@ -18,9 +18,9 @@ import math
 from typing import Iterable, Mapping
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from unetkit.io import read_image
+from unetkit.transforms.instances import mask_instances
 
 __all__ = ["fingerprint", "object_stats"]
 
@@ -51,9 +51,7 @@ def _label_array(array: np.ndarray) -> np.ndarray:
     labels = np.squeeze(np.asarray(array))
     if labels.dtype.kind == "f":
         labels = labels.astype(np.int64)
-    if labels.max(initial=0) <= 1:  # a binary mask: its components are the objects
-        labels, _ = ndi.label(labels > 0)
-    return labels
+    return mask_instances(labels)  # a binary mask: its components are the objects
 
 
 def fingerprint(items: Iterable[Mapping], *, unannotated: int = 0) -> dict:

@@ -17,7 +17,7 @@ from unetkit.transforms.decoders import (
     remove_small_labels,
 )
 from unetkit.transforms.elastic import PaperElastic, RandPaperElastic, RandPaperElasticd, dense_displacement
-from unetkit.transforms.instances import AsInstances, AsInstancesd, label_foreground
+from unetkit.transforms.instances import AsInstances, AsInstancesd, label_foreground, mask_instances
 from unetkit.transforms.intensity import PercentileNormalize, PercentileNormalized
 from unetkit.transforms.labels import InstanceToSemantic, InstanceToSemanticd, separate_touching
 from unetkit.transforms.weight_map import WeightMap, WeightMapd, border_cutoff, two_nearest_distances, weight_map
@@ -57,6 +57,7 @@ __all__ = [
     "dense_displacement",
     "fill_label_holes",
     "label_foreground",
+    "mask_instances",
     "remove_small_labels",
     "separate_touching",
     "two_nearest_distances",

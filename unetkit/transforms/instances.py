@@ -14,7 +14,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from scipy import ndimage as ndi
 
-__all__ = ["AsInstances", "AsInstancesd", "label_foreground"]
+__all__ = ["AsInstances", "AsInstancesd", "label_foreground", "mask_instances"]
 
 
 def label_foreground(foreground: np.ndarray, *, connectivity: int = 1, min_size: int = 0) -> np.ndarray:
@@ -44,6 +44,36 @@ def label_foreground(foreground: np.ndarray, *, connectivity: int = 1, min_size:
             relabel[keep] = np.arange(len(keep), dtype=np.int32)
             labels = relabel[labels]
     return labels
+
+
+def mask_instances(labels: np.ndarray, *, connectivity: int = 1) -> np.ndarray:
+    """Instance labels as given; a mask (one foreground value: 0/1, 0/255) numbered by its connected parts.
+
+    A reference made by thresholding, or saved from a tool that exports binary masks, names no objects;
+    read as instance labels it is one object made of every cell, whose size and borders mean nothing (the
+    plan would set the smallest object to the size of all cells together and the decoder drop every cell).
+    Its connected components are the closest reading: separate cells become objects, touching cells stay
+    one, which only instance labels can tell apart. The rule is unetkit's one reading of label files: the
+    training loader (``LoadImaged(instances=True)``), the plan's fingerprint and ``unetkit evaluate`` use it.
+
+    Args:
+        labels: integer label array, any shape (a channel axis of one counts as a spatial axis of one).
+        connectivity: as :func:`label_foreground`.
+
+    Returns:
+        ``labels`` itself when it has two foreground values or more (or none), else int32 components 1..n.
+
+    Examples:
+        >>> mask_instances(np.array([[255, 255, 0, 255]], np.uint8)).tolist()
+        [[1, 1, 0, 2]]
+        >>> mask_instances(np.array([[3, 3, 7, 0]], np.uint16)).tolist()   # instance labels: as they are
+        [[3, 3, 7, 0]]
+    """
+    a = np.asarray(labels)
+    values = a[a != 0]
+    if values.size == 0 or (values != values.flat[0]).any():
+        return a
+    return label_foreground(a != 0, connectivity=connectivity)
 
 
 class AsInstances(Transform):

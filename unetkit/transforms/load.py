@@ -33,6 +33,7 @@ from unetkit.errors import ImageReadError
 from unetkit.io import ImageMeta, read_image
 from unetkit.io.colour import needs_grey, to_grey
 from unetkit.io.meta import CHANNEL
+from unetkit.transforms.instances import mask_instances
 
 __all__ = ["LoadImage", "LoadImaged", "META_SUFFIX"]
 
@@ -62,6 +63,8 @@ class LoadImage(Transform):
         channels: the channels the network takes, or None to keep the file's. With 1, an RGB(A) image
             (``S`` axis of 3 or 4) becomes its BT.601 luma; a count that fits neither raises
             :class:`~unetkit.errors.ImageReadError`. Needs ``ensure_channel_first``.
+        instances: the file holds instance labels: a mask with one foreground value (0/1, 0/255) becomes
+            its connected components (:func:`~unetkit.transforms.instances.mask_instances`).
 
     Examples:
         >>> import tempfile
@@ -75,13 +78,14 @@ class LoadImage(Transform):
     """
 
     def __init__(self, dtype=np.float32, *, ensure_channel_first: bool = True, mmap: bool = False,
-                 channels: int | None = None):
+                 channels: int | None = None, instances: bool = False):
         if channels is not None and not ensure_channel_first:
             raise ValueError("channels needs ensure_channel_first=True")
         self.dtype = _numpy_dtype(dtype)
         self.ensure_channel_first = ensure_channel_first
         self.mmap = mmap
         self.channels = None if channels is None else int(channels)
+        self.instances = bool(instances)
 
     def __call__(self, path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
         """Load ``path`` (index ``frame`` along the file's first axis, if given)."""
@@ -117,6 +121,8 @@ class LoadImage(Transform):
             arr = np.array(arr, dtype=dtype, order="C")  # a copy in memory, off the map
         elif not mapped:
             arr = np.ascontiguousarray(arr, dtype=dtype)
+        if self.instances:
+            arr = mask_instances(arr)
         return arr, meta.replace(dtype=arr.dtype.name)
 
 
@@ -130,6 +136,7 @@ class LoadImaged(MapTransform):
             (the layouts in :mod:`unetkit.data` use ``"frame"`` for ISBI 2012 slices).
         ensure_channel_first: as :class:`LoadImage`.
         channels: as :class:`LoadImage`: the network's input channels (RGB(A) to grey for 1), or None.
+        instances: as :class:`LoadImage`: a mask with one foreground value becomes its connected components.
         allow_missing_keys: skip keys the dict does not have instead of raising ``KeyError``.
 
     Examples:
@@ -149,10 +156,12 @@ class LoadImaged(MapTransform):
         frame_key: str | None = None,
         ensure_channel_first: bool = True,
         channels: int | None = None,
+        instances: bool = False,
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
-        self.loader = LoadImage(dtype, ensure_channel_first=ensure_channel_first, channels=channels)
+        self.loader = LoadImage(dtype, ensure_channel_first=ensure_channel_first, channels=channels,
+                                instances=instances)
         self.frame_key = frame_key
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
