@@ -14,7 +14,9 @@ training's luck; ``--data-seed N`` trains every seed on the one data set drawn w
 ``--protocol half-image`` is issue 10's real-image protocol instead, on a synthetic stand-in: one 512x512
 frame of the kind, its left half sequence ``01`` (trained on), its right half ``02`` (validated on by
 unetkit's recipes, segmented and scored by every method), as the issue's table was measured on a real
-nuclei image. Its data set is drawn with ``(seed, 512)``, not shared with the other protocol.
+nuclei image. Its data set is drawn with ``(seed, 512)``, not shared with the other protocol. ``--oddity``
+makes that data as users bring it: hot pixels, halves narrower than the network's margin, or 0/255 masks as
+references (``half_image_data``).
 ``--methods`` chooses among:
 
 - ``default``: ``bundles/phc_u373`` at the ``make demo`` width, the default recipe, ``unetkit train`` then
@@ -65,24 +67,37 @@ def _run(args: list[str]) -> None:
 
 
 HELD_OUT = ("01", "02")  # the held-out data set's sequences, all scored
+ODDITIES = ("none", "hot-pixels", "narrow", "mask-labels")
 HALF = 512  # --protocol half-image: the frame's side; each half is HALF x HALF/2, as in the issue's image
 
 
-def half_image_data(root: Path, kind: str, seed: int) -> Path:
+def half_image_data(root: Path, kind: str, seed: int, oddity: str = "none") -> Path:
     """Issue 10's real-image protocol on a synthetic frame: the left half of one ``HALF`` x ``HALF`` frame of
     ``kind`` is sequence ``01``, its right half ``02``, each one frame with its reference (objects cut by the
-    middle line keep their part on each side)."""
+    middle line keep their part on each side).
+
+    ``oddity`` makes the data as users bring it rather than as the generator draws it: ``hot-pixels`` sets
+    0.08 % of the pixels of every image to the dtype's maximum (a camera's hot pixels); ``narrow`` cuts a
+    ``HALF`` x 128 frame, so each half is 64 px wide, less than the network's 92 px margin; ``mask-labels``
+    writes every reference as a 0/255 mask (touching objects merged), as thresholding tools export them.
+    """
     from skimage.segmentation import relabel_sequential
 
     from unetkit.data import demo_frame
 
-    image, labels = demo_frame((HALF, HALF), seed=(seed, HALF), kind=kind)
-    for seq, half in (("01", np.s_[:, :HALF // 2]), ("02", np.s_[:, HALF // 2:])):
+    image, labels = demo_frame((HALF, 128 if oddity == "narrow" else HALF), seed=(seed, HALF), kind=kind)
+    if oddity == "hot-pixels":
+        hot = np.random.default_rng(seed).random(image.shape) < 0.0008
+        image[hot] = np.iinfo(image.dtype).max
+    width = image.shape[1]
+    for seq, half in (("01", np.s_[:, :width // 2]), ("02", np.s_[:, width // 2:])):
         (root / seq).mkdir(parents=True)
         (root / f"{seq}_GT" / "SEG").mkdir(parents=True)
         tifffile.imwrite(root / seq / "t000.tif", image[half])
-        tifffile.imwrite(root / f"{seq}_GT" / "SEG" / "man_seg000.tif",
-                         relabel_sequential(labels[half])[0].astype(np.uint16))
+        reference = relabel_sequential(labels[half])[0].astype(np.uint16)
+        if oddity == "mask-labels":
+            reference = (reference > 0).astype(np.uint8) * 255
+        tifffile.imwrite(root / f"{seq}_GT" / "SEG" / "man_seg000.tif", reference)
     return root
 
 
@@ -233,18 +248,27 @@ def main() -> None:
     parser.add_argument("--protocol", choices=("held-out", "half-image"), default="held-out",
                         help="held-out: train on 01 of one data set, score both sequences of another; "
                              "half-image: the issue's real-image protocol (see the module's docstring)")
+    parser.add_argument("--oddity", choices=ODDITIES, default="none",
+                        help="half-image only: data as users bring it (hot-pixels, narrow, mask-labels; see "
+                             "half_image_data)")
     args = parser.parse_args()
+    if args.oddity != "none" and args.protocol != "half-image":
+        parser.error("--oddity needs --protocol half-image")
     print(f"{'kind':8} {'seed':>4} {'method':8} {'SEG':>6} {'F1@0.5':>7} {'AP':>6} {'found/ref':>10} {'s':>6}")
     rows: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-recipes-") as tmp:
         for kind in args.kinds:
             for seed in range(args.seeds):
                 drawn = seed if args.data_seed is None else args.data_seed
-                data = Path(tmp) / f"{kind}_{drawn}_{args.protocol}"
+                data = Path(tmp) / f"{kind}_{drawn}_{args.protocol}_{args.oddity}"
                 if args.protocol == "half-image":
                     test, scored = data, ("02",)
                     if not data.exists():
-                        half_image_data(data, kind, drawn)
+                        half_image_data(data, kind, drawn, args.oddity)
+                    if args.oddity == "mask-labels":  # scored against the instances the masks were made from
+                        test = data.with_name(data.name + "_instances")
+                        if not test.exists():
+                            half_image_data(test, kind, drawn)
                 else:
                     test, scored = Path(tmp) / f"{kind}_{drawn}_held_out", HELD_OUT
                     if not data.exists():

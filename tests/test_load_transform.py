@@ -9,7 +9,7 @@ import torch
 from monai.data import list_data_collate
 from torch.utils.data import DataLoader
 
-from unetkit.errors import ImageReadError
+from unetkit.errors import DataError, ImageReadError
 from unetkit.io import ImageMeta, read_image, write_image
 from unetkit.transforms.load import LoadImage, LoadImaged
 
@@ -41,6 +41,17 @@ def test_a_mask_loaded_as_instances_becomes_its_connected_parts(tmp_path, value)
     labels[2:8, 2:8], labels[2:8, 8:12] = 4, 9                       # instance labels: kept as they are
     kept = LoadImage(dtype=None, instances=True)(write_image(tmp_path / "labels.tif", labels))
     assert np.array_equal(kept[0], labels)
+
+
+def test_a_label_image_of_another_size_than_its_image_is_refused_naming_both(tmp_path, rng):
+    image = write_image(tmp_path / "t000.tif", rng.integers(0, 255, (20, 30)).astype(np.uint8))
+    good = write_image(tmp_path / "same.tif", np.zeros((20, 30), np.uint16))
+    bad = write_image(tmp_path / "man_seg000.tif", np.zeros((20, 24), np.uint16))
+    load = LoadImaged("label", dtype=None, shape_of="image")
+    d = load(LoadImaged("image")({"image": str(image), "label": str(good)}))
+    assert d["label"].shape == (1, 20, 30)
+    with pytest.raises(DataError, match=r"man_seg000.tif: is 20x24 but .*t000.tif is 20x30"):
+        load(LoadImaged("image")({"image": str(image), "label": str(bad)}))
 
 
 def test_rgb_tiff_samples_become_the_channel_axis(tmp_path, rng):

@@ -216,6 +216,20 @@ def test_a_training_image_a_loader_worker_cannot_take_is_one_line_naming_it(tmp_
     assert "Traceback" not in r.output and "DataLoader" not in r.output
 
 
+def test_a_label_image_of_another_size_is_one_line_naming_it(tmp_path, demo):
+    import tifffile
+
+    data = tmp_path / "data"
+    shutil.copytree(demo, data)
+    label = sorted((data / "01_GT" / "SEG").glob("man_seg*.tif"))[0]
+    tifffile.imwrite(label, tifffile.imread(label)[:, :50])
+    sets = [a for k, v in {**SMALL, "num_workers": 1}.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    r = CliRunner().invoke(app, ["train", str(BUNDLE), "--data", str(data), "--steps", "2", "-o", str(tmp_path / "o"),
+                                 *sets])
+    assert r.exit_code == 2, r.output
+    assert f"{label.name}: is 96x50 but" in r.output and "Traceback" not in r.output
+
+
 def test_monai_runner_runs_the_same_train_json(tmp_path, demo):
     bundle = tmp_path / "b"
     shutil.copytree(BUNDLE, bundle)

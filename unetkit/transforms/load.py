@@ -29,7 +29,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import dtype_torch_to_numpy
 from torch.utils.data._utils.collate import default_collate_fn_map
 
-from unetkit.errors import ImageReadError
+from unetkit.errors import DataError, ImageReadError
 from unetkit.io import ImageMeta, read_image
 from unetkit.io.colour import needs_grey, to_grey
 from unetkit.io.meta import CHANNEL
@@ -137,6 +137,9 @@ class LoadImaged(MapTransform):
         ensure_channel_first: as :class:`LoadImage`.
         channels: as :class:`LoadImage`: the network's input channels (RGB(A) to grey for 1), or None.
         instances: as :class:`LoadImage`: a mask with one foreground value becomes its connected components.
+        shape_of: a key loaded before (``"image"`` for labels) whose spatial size each file loaded here must
+            have; a label image of another size is refused with one line naming both files, instead of
+            failing later inside a batch, far from the file.
         allow_missing_keys: skip keys the dict does not have instead of raising ``KeyError``.
 
     Examples:
@@ -157,19 +160,33 @@ class LoadImaged(MapTransform):
         ensure_channel_first: bool = True,
         channels: int | None = None,
         instances: bool = False,
+        shape_of: str | None = None,
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
         self.loader = LoadImage(dtype, ensure_channel_first=ensure_channel_first, channels=channels,
                                 instances=instances)
         self.frame_key = frame_key
+        self.shape_of = shape_of
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         frame = d.get(self.frame_key) if self.frame_key is not None else None
         for key in self.key_iterator(d):
-            d[key], d[f"{key}{META_SUFFIX}"] = self.loader.load(d[key], frame)
+            path = d[key]
+            d[key], d[f"{key}{META_SUFFIX}"] = self.loader.load(path, frame)
+            if self.shape_of is not None and self.shape_of in d:
+                _check_same_size(d[key], path, d[self.shape_of], d.get(f"{self.shape_of}{META_SUFFIX}"))
         return d
+
+
+def _check_same_size(arr, path, like, like_meta) -> None:
+    """Refuse ``arr`` (loaded from ``path``) unless its spatial size is that of ``like`` (channel-first)."""
+    if tuple(arr.shape[1:]) == tuple(like.shape[1:]):
+        return
+    source = getattr(like_meta, "source", None) or "its image"
+    raise DataError(f"is {'x'.join(map(str, arr.shape[1:]))} but {source} is {'x'.join(map(str, like.shape[1:]))}",
+                    path=path, fix="give each image a label image of its own size")
 
 
 def _numpy_dtype(dtype) -> np.dtype | None:
