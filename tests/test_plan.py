@@ -57,6 +57,10 @@ def test_settings_follow_the_objects_and_the_image_size():
     assert small["weight_map#sigma"] == 2.0 and large["weight_map#sigma"] == 10.0  # clipped to 2..10
     assert small["decode#min_size"] < large["decode#min_size"]
     assert small["tile"] == [312, 344] and small["val_interval"] == 40
+    assert "make_target#boundary" not in small   # the recipe has no three-class boundary to narrow
+    narrow, _ = plan_settings(fp(8.0, 5.0), tile=[572, 572], max_steps=400, valid_size=lambda n: n, boundary=2)
+    wide, _ = plan_settings(fp(60.0, 40.0), tile=[572, 572], max_steps=400, valid_size=lambda n: n, boundary=2)
+    assert narrow["make_target#boundary"] == 1 and "make_target#boundary" not in wide  # only ever narrowed
 
 
 def test_a_batch_of_crops_gets_crops_sized_by_the_objects_and_square():

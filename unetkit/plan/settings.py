@@ -7,6 +7,11 @@ The rules are few and each follows one measured fact (nnU-Net's approach, for th
   median object diameter, 2 to 10 px, so small nuclei get a narrow border and large cells a wide one.
 - ``decode#min_size``: objects smaller than a quarter of the 5th-percentile object's area are specks, not
   cells (the decoder drops them).
+- ``make_target#boundary``: the three-class target takes ``boundary`` px off each side of an object; the
+  median object keeps an interior of at least two thirds of its diameter, so objects under 12 px across get
+  a 1 px boundary (the recipe's 2 px is the most). Measured on nuclei at half scale (7 px across, the
+  half-image protocol, 400 steps): SEG 0.573 / F1 0.722 with 2 px, 0.714 / 0.889 with 1 px; at 2.5x (42 px
+  across) a 4 px boundary gained nothing (0.582 against 0.567), so the rule only narrows it.
 - ``tile``: no larger than the largest image plus the network's margin needs (a larger training tile is
   mirrored padding, computed for nothing). With a batch of several crops (``batch_size`` > 1, the default
   recipe's batch normalisation), each crop's output covers ``max(128, 2 x p95 diameter)`` px: a few objects
@@ -68,8 +73,9 @@ MIN_CROP = 128
 
 
 def plan_settings(fp: Mapping, *, tile, max_steps: int, valid_size: Callable[[int], int],
-                  margin: int = 92, batch: int = 1) -> tuple[dict, dict]:
-    """``(settings, reasons)`` for a fingerprint; see the module docstring for the rules."""
+                  margin: int = 92, batch: int = 1, boundary: int | None = None) -> tuple[dict, dict]:
+    """``(settings, reasons)`` for a fingerprint; see the module docstring for the rules. ``boundary``: the
+    recipe's three-class boundary width (None: the recipe has none)."""
     d = fp["diameter"]
     settings: dict[str, Any] = {}
     reasons: dict[str, str] = {}
@@ -80,6 +86,10 @@ def plan_settings(fp: Mapping, *, tile, max_steps: int, valid_size: Callable[[in
         min_size = max(1, int(round(0.25 * math.pi * (d["p5"] / 2) ** 2)))
         settings["decode#min_size"] = min_size
         reasons["decode#min_size"] = f"a quarter of the area of the 5th-percentile object ({d['p5']:.1f} px across)"
+        if boundary is not None and int(d["median"] // 6) < boundary:
+            settings["make_target#boundary"] = max(1, int(d["median"] // 6))
+            reasons["make_target#boundary"] = (f"an interior of two thirds of the median object ({d['median']:.1f} px "
+                                               "across) at least")
     sizes = fp.get("sizes") or []
     if sizes and isinstance(tile, (list, tuple)) and all(len(s) == len(tile) for s in sizes):
         need = [max(s[i] for s in sizes) + 2 * margin for i in range(len(tile))]
@@ -195,8 +205,10 @@ def plan_bundle(configs: Mapping[str, dict], data: str | os.PathLike, *, max_ste
     tile = common["tile"] if "tile" in common else None
     steps = int(max_steps if max_steps is not None else configs["train.json"].get("max_steps", 1000))
     merged = {**configs.get("common.json", {}), **configs["train.json"]}
+    boundary = get_key(merged, "make_target#boundary", None)
     settings, reasons = plan_settings(
         fp, tile=tile, max_steps=steps, margin=getattr(geometry, "margin", 0), batch=_batch(merged),
+        boundary=int(boundary) if isinstance(boundary, int) and not isinstance(boundary, bool) else None,
         valid_size=(lambda n: geometry.next_valid_size(n)) if geometry is not None else (lambda n: n),
     )
     if finetune:
