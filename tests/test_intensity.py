@@ -66,7 +66,8 @@ def test_clip_range_bounds_hot_pixels_and_leaves_the_rest_as_it_was():
     inside = np.abs(plain) <= 3
     np.testing.assert_array_equal(clipped[inside], plain[inside])
     stats = PercentileNormalize(clip_range=(-3, 3), b_min=-1.0, b_max=1.0).fit(img)
-    tile = PercentileNormalize(clip_range=(-3, 3), b_min=-1.0, b_max=1.0).apply(torch.from_numpy(img[:, :20, :20].astype(np.float32)), *stats)
+    crop = torch.from_numpy(img[:, :20, :20].astype(np.float32))
+    tile = PercentileNormalize(clip_range=(-3, 3), b_min=-1.0, b_max=1.0).apply(crop, *stats)
     np.testing.assert_allclose(tile.numpy(), clipped[:, :20, :20], atol=1e-6)  # tile by tile as whole
     d = PercentileNormalized("image", b_min=-1.0, b_max=1.0, clip_range=[-3, 3])({"image": img})
     assert float(d["image"].max()) == 3.0

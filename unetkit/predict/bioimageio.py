@@ -19,10 +19,10 @@ run, and that ``unetkit infer`` runs too (it carries the unetkit bundle as an at
 - the bundle's normalisation as preprocessing: unetkit's ``PercentileNormalize`` (percentiles ``lower`` and
   ``upper`` of each image and channel mapped to ``b_min`` and ``b_max``, then clipped to ``clip_range``) is
   bioimage.io's ``scale_range`` (percentiles to 0 and 1, per sample and channel, same ``eps``), then
-  ``scale_linear`` with gain ``b_max - b_min`` and offset ``b_min``, then ``clip``. Any other ``preprocessing`` (resampling, a custom transform)
-  cannot be written in bioimage.io's terms, and the export refuses it with a message that says so. (unetkit
-  takes the percentiles of images above ~4 Mpx from a regular subsample, bioimage.io from every pixel: on
-  such images the two differ slightly.)
+  ``scale_linear`` with gain ``b_max - b_min`` and offset ``b_min``, then ``clip``. Any other
+  ``preprocessing`` (resampling, a custom transform) cannot be written in bioimage.io's terms, and the
+  export refuses it with a message that says so. (unetkit takes the percentiles of images above ~4 Mpx from
+  a regular subsample, bioimage.io from every pixel: on such images the two differ slightly.)
 - weights twice: TorchScript (the mirroring around :class:`~unetkit.bundle.export.ExportableUNet`, checked
   against PyTorch at two sizes) and a ``pytorch_state_dict`` (the bundle's own weights) whose architecture is
   ``unetkit.networks.padded.MirrorPaddedUNet`` with the bundle's ``network_def`` arguments (needs
