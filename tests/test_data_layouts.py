@@ -77,6 +77,14 @@ def test_ctc_datalist_missing_sequence_names_the_folder_and_the_fetch_command(tm
         ctc_datalist(tmp_path)
 
 
+def test_own_data_with_one_sequence_is_told_how_to_hold_out_a_second(tmp_path):
+    _ctc(tmp_path, annotated=(1,))
+    with pytest.raises(DataError, match=r"no sequence folder '02'.*sequence 01 only, and the recipes validate on 02: "
+                                        r"put annotated frames held out from training in 02/ and their masks in "
+                                        r"02_GT/SEG/"):
+        ctc_datalist(tmp_path, sequences=["02"])
+
+
 def test_ctc_datalist_missing_mask_folder_is_an_error(tmp_path):
     _ctc(tmp_path, annotated=())
     with pytest.raises(DataError, match="01_ST.*silver truth"):

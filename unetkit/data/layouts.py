@@ -130,7 +130,12 @@ def ctc_datalist(
 def _ctc_sequence(root: Path, seq: str, truth: str) -> list[dict]:
     frames_dir, masks_dir = root / seq, root / f"{seq}_{truth}" / "SEG"
     if not frames_dir.is_dir():
-        raise DataError(f"no sequence folder '{seq}'", path=frames_dir, fix=_GET_DATA)
+        others = sorted(p.name for p in root.glob("[0-9][0-9]") if p.is_dir()) if root.is_dir() else []
+        fix = _GET_DATA if not others else (
+            f"this data set has sequence {', '.join(others)} only, and the recipes validate on 02: put annotated "
+            f"frames held out from training in {seq}/ and their masks in {seq}_{truth}/SEG/, half of one image "
+            "will do")
+        raise DataError(f"no sequence folder '{seq}'", path=frames_dir, fix=fix)
     if not masks_dir.is_dir():
         raise DataError(f"no {_TRUTHS[truth]} folder {seq}_{truth}/SEG", path=masks_dir, fix=_GET_DATA)
     frames = indexed_files(frames_dir.absolute(), _FRAME)
