@@ -116,6 +116,15 @@ def test_imagej_channel_axis_moves_to_the_front(tmp_path, rng):
     assert meta.axes == "CZYX" and img.flags.c_contiguous
 
 
+@pytest.mark.parametrize("shape,axes", [((1, 33, 37), None), ((1, 1, 33, 37), "TZYX")])
+def test_a_2d_frame_saved_with_singleton_z_or_t_loads_as_2d(tmp_path, rng, shape, axes):
+    arr = rng.integers(0, 255, shape).astype(np.uint8)
+    path = tmp_path / "t000.tif"
+    tifffile.imwrite(path, arr, **({"imagej": True, "metadata": {"axes": axes}} if axes else {}))
+    img, meta = LoadImage().load(path)
+    assert img.shape == (1, 33, 37) and meta.axes == "CYX" and np.array_equal(img[0], arr.reshape(33, 37))
+
+
 def test_3d_stack_gets_a_leading_channel_axis(tmp_path, rng):
     arr = rng.random((5, 33, 37)).astype(np.float32)
     img = LoadImage()(write_image(tmp_path / "z.tif", arr))

@@ -7,10 +7,11 @@ slice of an ISBI 2012 volume needs only that slice read (``frame``), not the who
 
 Channel handling: a grey image ``(*spatial)`` becomes ``(1, *spatial)``; an RGB TIFF ``(Y, X, S)`` becomes
 ``(S, Y, X)``; an ImageJ/OME channel axis ``C`` moves to the front. Other axes (``T``, ``Z``) stay where they
-are and count as spatial; pass a frame to take one time point or slice along the file's first axis. Given
-the network's ``channels``, an RGB(A) image for a one-channel network becomes grey and any other mismatch is
-refused with one line, as ``unetkit infer`` does (:mod:`unetkit.io.colour`): the recipes pass their
-network's ``in_channels``, so training, validation and MONAI's runner see what ``unetkit infer`` sees.
+are and count as spatial, except that one of size one is dropped (a 2D frame saved as ``(1, H, W)``); pass a
+frame to take one time point or slice along the file's first axis. Given the network's ``channels``, an
+RGB(A) image for a one-channel network becomes grey and any other mismatch is refused with one line, as
+``unetkit infer`` does (:mod:`unetkit.io.colour`): the recipes pass their network's ``in_channels``, so
+training, validation and MONAI's runner see what ``unetkit infer`` sees.
 
 The dictionary twin stores the meta under ``f"{key}_meta"`` (:data:`META_SUFFIX`). MONAI's own suffix,
 ``_meta_dict``, is avoided on purpose: MONAI transforms that find it expect a plain dict there.
@@ -104,6 +105,11 @@ class LoadImage(Transform):
         if frame is not None:
             index = _frame_index(frame, arr, meta)
             arr, meta = arr[index], meta.select(0, index)
+        # a singleton Z or T axis (a one-slice stack, one time point) carries nothing: dropped, so that a frame
+        # saved as (1, H, W) trains as the 2D image it is, as `unetkit infer` reads it
+        for i in reversed(range(arr.ndim)):
+            if arr.shape[i] == 1 and meta.axes[i] in "ZT" and arr.ndim > 2:
+                arr, meta = arr[(slice(None),) * i + (0,)], meta.select(i, 0)
         grey = False
         if self.ensure_channel_first:
             before = meta
