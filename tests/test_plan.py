@@ -86,6 +86,7 @@ def test_a_0_255_mask_counts_its_separate_parts_as_objects(tmp_path):
     instances = fingerprint([_pair(tmp_path, "a", a)])
     mask = fingerprint([_pair(tmp_path, "m", (a > 0).astype(np.uint16) * 255)])
     assert instances["objects"] == 3 and mask["objects"] == 2   # the touching pair is one part of the mask
+    assert instances["mask_labels"] == 0 and mask["mask_labels"] == 1
     assert mask["diameter"]["p5"] == pytest.approx(2 * np.sqrt(100 / np.pi), rel=0.3)  # not all cells as one
 
 
@@ -167,3 +168,5 @@ def test_training_on_0_255_masks_plans_and_scores_their_separate_parts(demo, tmp
     parser = ConfigParser(read_config(tmp_path / "o" / "configs" / "train.json"))
     ref = parser.get_parsed_content("load_label")({"label": str(next(data.glob("02_GT/SEG/man_seg*.tif")))})
     assert len(np.unique(ref["label"])) > 2     # validation scores against the mask's parts
+    r = CliRunner().invoke(app, ["plan", str(data), "-o", str(tmp_path / "plan.json")], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "2 of 2 are masks (one value), read as their connected parts" in r.output

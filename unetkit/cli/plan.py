@@ -40,6 +40,9 @@ def plan(
         ("objects", str(fp["objects"])),
         ("object diameter (median, 5th-95th pct)", f"{d['median']:.1f} px ({d['p5']:.1f}-{d['p95']:.1f})"),
         ("touching objects", f"{100 * fp['touching_fraction']:.0f}%"),
+        *([("labels", f"{fp['mask_labels']} of {fp['annotated']} are masks (one value), read as their connected "
+                      "parts: touching objects in them stay one; instance labels separate them")]
+          if fp.get("mask_labels") else []),
     ):
         facts.add_row(name, value)
     out.print(facts)

@@ -47,11 +47,13 @@ def object_stats(labels: np.ndarray) -> dict:
     return {"count": int(len(ids)), "touching": len(touching), "diameters": diameters.tolist()}
 
 
-def _label_array(array: np.ndarray) -> np.ndarray:
+def _label_array(array: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Instance labels, and whether the file was a mask read as its connected parts."""
     labels = np.squeeze(np.asarray(array))
     if labels.dtype.kind == "f":
         labels = labels.astype(np.int64)
-    return mask_instances(labels)  # a binary mask: its components are the objects
+    instances = mask_instances(labels)  # a binary mask: its components are the objects
+    return instances, instances is not labels
 
 
 def fingerprint(items: Iterable[Mapping], *, unannotated: int = 0) -> dict:
@@ -62,10 +64,11 @@ def fingerprint(items: Iterable[Mapping], *, unannotated: int = 0) -> dict:
         ``images`` (count), ``sizes`` (distinct spatial shapes), ``spacing`` (distinct pixel sizes),
         ``intensity`` (0.5th, 1st, 50th, 99th, 99.8th, 99.5th percentiles over all images), ``objects``,
         ``diameter`` (median, 5th and 95th percentiles, in pixels), ``touching_fraction``, ``annotated``
-        and ``unannotated`` frames.
+        and ``unannotated`` frames, and ``mask_labels``: label images that were masks (one foreground value),
+        read as their connected parts.
     """
     sizes, spacings, samples, diameters = set(), set(), [], []
-    count = touching = images = 0
+    count = touching = images = masks = 0
     rng = np.random.default_rng(0)
     for item in items:
         image, meta = read_image(item["image"], mmap=True)
@@ -79,7 +82,9 @@ def fingerprint(items: Iterable[Mapping], *, unannotated: int = 0) -> dict:
         flat = np.asarray(image).reshape(-1)
         pick = rng.choice(flat.size, size=min(_SAMPLE, flat.size), replace=False) if flat.size > _SAMPLE else slice(None)
         samples.append(np.asarray(flat[pick], np.float64))
-        stats = object_stats(_label_array(label))
+        labels, is_mask = _label_array(label)
+        masks += is_mask
+        stats = object_stats(labels)
         count, touching = count + stats["count"], touching + stats["touching"]
         diameters.extend(stats["diameters"])
     values = np.concatenate(samples) if samples else np.zeros(1)
@@ -96,4 +101,5 @@ def fingerprint(items: Iterable[Mapping], *, unannotated: int = 0) -> dict:
         "touching_fraction": round(touching / count, 3) if count else 0.0,
         "annotated": images,
         "unannotated": int(unannotated),
+        "mask_labels": masks,
     }
