@@ -6,8 +6,9 @@ MONAI's ``BorderPadd(mode="reflect")`` pads with ``torch.nn.functional.pad``, wh
 wider than the image (a 64 px wide training image and a 92 px margin: "Padding size should be less than
 the corresponding input dimension"), and MONAI falls back to ``numpy.pad`` for other errors only. Small
 images are normal in microscopy (a crop around a few cells, half of a small frame), so :class:`MirrorPad`
-indexes with :func:`~unetkit.inferers.tiling.mirror_index`, the inferer's own rule: ``numpy.pad``'s
-reflection, repeated where the border is wider than the image. Where the border fits, the result is
+reads the padded image as one tile of the mirror-extended image with the inferer's own
+:func:`~unetkit.inferers.tiling.gather_tile`: ``numpy.pad``'s reflection, repeated where the border is wider
+than the image. Where the border fits, the result is
 ``BorderPadd``'s, value for value.
 """
 
@@ -56,14 +57,11 @@ class MirrorPad(Transform):
         if self.mode == "constant":
             flat = [int(b) for b in reversed(border) for _ in range(2)]  # torch pads the last axis first
             return torch.nn.functional.pad(x, flat, mode="constant", value=0)
-        from unetkit.inferers.tiling import mirror_index
+        from unetkit.inferers.tiling import gather_tile
 
-        for axis, b in enumerate(border, start=1):
-            n = x.shape[axis]
-            if b:
-                index = mirror_index(np.arange(-int(b), n + int(b)), n)
-                x = torch.index_select(x, axis, torch.as_tensor(index, device=x.device))
-        return x
+        origin = [-int(b) for b in border]
+        shape = [n + 2 * int(b) for n, b in zip(x.shape[1:], border)]
+        return torch.as_tensor(gather_tile(np.asarray(x.cpu()), origin, shape), device=x.device)
 
 
 class MirrorPadd(MapTransform):
