@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from unetkit.data import ctc_datalist, ctc_frames, image_datalist, isbi2012_datalist, msd_datalist
+from unetkit.data import (annotated_datalist, ctc_datalist, ctc_frames, image_datalist, isbi2012_datalist,
+                          msd_datalist, pairs_datalist)
 from unetkit.errors import DataError
 
 
@@ -190,3 +191,81 @@ def test_image_datalist_without_a_match_is_an_error(tmp_path):
         image_datalist(tmp_path, "*.png")
     with pytest.raises(DataError, match="no such folder"):
         image_datalist(tmp_path / "missing")
+
+
+# --- a user's own image / mask pairs ---------------------------------------------------------------------------
+
+
+def _pairs(root: Path, names=("a", "b", "c"), masks="masks", mask_name="{}.tif", image_name="{}.tif"):
+    for n in names:
+        _tif(root / "images" / image_name.format(n))
+        _tif(root / masks / mask_name.format(n), dtype=np.uint16)
+    return root
+
+
+def test_pairs_datalist_pairs_images_and_masks_by_name(tmp_path):
+    _pairs(tmp_path, names=("b", "a"))
+    _tif(tmp_path / "images" / "z.tif")  # no mask: not annotated, not listed
+    items = pairs_datalist(tmp_path)
+    assert _names(items, "image") == ["a.tif", "b.tif"] and _names(items, "label") == ["a.tif", "b.tif"]
+    assert all(Path(i["image"]).parent == tmp_path / "images" and Path(i["label"]).parent == tmp_path / "masks"
+               for i in items)
+
+
+@pytest.mark.parametrize("masks, mask_name", [("labels", "{}.tif"), ("masks", "{}_mask.tif"), ("masks", "{}.png")])
+def test_pairs_datalist_takes_a_labels_folder_mask_suffixes_and_other_formats(tmp_path, masks, mask_name):
+    from PIL import Image
+
+    for n in ("a", "b"):
+        _tif(tmp_path / "images" / f"{n}.tif")
+        (tmp_path / masks).mkdir(exist_ok=True)
+        Image.fromarray(np.zeros((5, 7), np.uint8)).save(tmp_path / masks / mask_name.format(n))
+    assert _names(pairs_datalist(tmp_path), "label") == [mask_name.format("a"), mask_name.format("b")]
+
+
+def test_pairs_datalist_reads_one_folder_of_cellpose_and_unetkit_mask_names(tmp_path):
+    for n, suffix in (("x", "_masks"), ("y", "_mask")):
+        _tif(tmp_path / f"{n}.tif")
+        _tif(tmp_path / f"{n}{suffix}.tif", dtype=np.uint16)
+    _tif(tmp_path / "unlabelled.tif")
+    items = pairs_datalist(tmp_path)
+    assert _names(items, "image") == ["x.tif", "y.tif"] and _names(items, "label") == ["x_masks.tif", "y_mask.tif"]
+
+
+def test_pairs_datalist_names_a_stray_mask_and_refuses_two_mask_folders(tmp_path):
+    _pairs(tmp_path)
+    _tif(tmp_path / "masks" / "d.tif")
+    with pytest.raises(DataError, match=r"d.tif.*has no image of the same name in images/"):
+        pairs_datalist(tmp_path)
+    (tmp_path / "masks" / "d.tif").unlink()
+    _pairs(tmp_path, masks="labels")
+    with pytest.raises(DataError, match="both masks/ and labels/"):
+        pairs_datalist(tmp_path)
+
+
+def test_annotated_datalist_holds_out_the_last_pairs_by_name_for_validation(tmp_path):
+    _pairs(tmp_path, names=[f"img{i:02d}" for i in range(10)])
+    train = annotated_datalist(tmp_path, ["01"], part="train")
+    val = annotated_datalist(tmp_path, ["02"], part="validation")
+    assert _names(val, "image") == ["img08.tif", "img09.tif"] and len(train) == 8   # a fifth, by default
+    assert not {i["image"] for i in train} & {i["image"] for i in val}
+    assert _names(annotated_datalist(tmp_path, part="validation", holdout=3), "image")[0] == "img07.tif"
+
+
+def test_annotated_datalist_reads_a_ctc_folder_by_its_sequences(tmp_path):
+    _ctc(tmp_path, "01")
+    _ctc(tmp_path, "02", annotated=(0,))
+    assert annotated_datalist(tmp_path, ["02"], part="validation") == ctc_datalist(tmp_path, ["02"])
+    assert annotated_datalist(tmp_path, ["01"], part="train") == ctc_datalist(tmp_path, ["01"])
+
+
+def test_annotated_datalist_says_what_is_missing(tmp_path):
+    _pairs(tmp_path, names=("only",))
+    with pytest.raises(DataError, match="one annotated image") as e:
+        annotated_datalist(tmp_path)
+    assert "cut this one in two" in str(e.value)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="neither a Cell Tracking Challenge folder") as e:
+        annotated_datalist(empty)
+    assert "images/" in str(e.value) and "masks/" in str(e.value)

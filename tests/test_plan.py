@@ -1,6 +1,7 @@
 """The plan: a fingerprint of literal label images, the settings derived from it, and training that records it."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,3 +171,30 @@ def test_training_on_0_255_masks_plans_and_scores_their_separate_parts(demo, tmp
     assert len(np.unique(ref["label"])) > 2     # validation scores against the mask's parts
     r = CliRunner().invoke(app, ["plan", str(data), "-o", str(tmp_path / "plan.json")], env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "2 of 2 are masks (one value), read as their connected parts" in r.output
+
+
+def test_training_on_a_folder_of_images_and_masks_holds_out_the_last_by_name(tmp_path):
+    from unetkit.data import demo_frame
+    from unetkit.training import train_bundle
+
+    data = tmp_path / "mine"
+    for i in range(5):
+        image, labels = demo_frame((96, 112), seed=(i, 9), kind="nuclei")
+        (data / "images").mkdir(parents=True, exist_ok=True)
+        (data / "masks").mkdir(exist_ok=True)
+        tifffile.imwrite(data / "images" / f"field_{i}.tif", image)
+        if i < 4:  # field_4 is not annotated
+            tifffile.imwrite(data / "masks" / f"field_{i}.tif", labels)
+    small = {"network_def::features": [4, 8, 16, 32, 64], "num_workers": 0}
+    run = train_bundle("bundles/phc_u373", data=data, output=tmp_path / "o", steps=2, overrides=small)
+    fp = json.loads((tmp_path / "o" / "plan.json").read_text())["fingerprint"]
+    assert (fp["annotated"], fp["held_out"], fp["unannotated"]) == (3, 1, 1)
+    assert "val_seg" in run.metrics
+    from unetkit.bundle.config import read_config
+    from unetkit.plan.settings import bundle_datalist
+
+    configs = {n: read_config(tmp_path / "o" / "configs" / n) for n in ("common.json", "train.json")}
+    held = bundle_datalist(configs, data, "validate#datalist")
+    assert [(Path(i["image"]).name, Path(i["label"]).parent.name) for i in held] == [("field_3.tif", "masks")]
+    r = CliRunner().invoke(app, ["plan", str(data), "-o", str(tmp_path / "plan.json")], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "3 to train on, 1 held out for validation (+1 without labels)" in r.output

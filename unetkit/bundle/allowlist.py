@@ -467,6 +467,8 @@ _ROWS = (
     _row("torch.optim.SGD", "params lr momentum dampening weight_decay nesterov maximize"),
     _row("torch.utils.data.DataLoader", _DL, _LOADER_NOTE),
     # unetkit
+    _row("unetkit.data.annotated_datalist", "holdout", root=READ, sequences=Token(seq=True), truth=Token(),
+         part=Choice("train", "validation")),
     _row("unetkit.data.ctc_datalist", "", root=READ, sequences=Token(seq=True), truth=Token()),
     _row("unetkit.data.dataset_path", "", "the data set's folder in unetkit's cache", name=Token()),
     _row("unetkit.data.image_datalist", "", root=READ, pattern=PathArg(write=False, glob=True)),

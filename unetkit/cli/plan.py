@@ -33,7 +33,8 @@ def plan(
     facts = Table(title=f"fingerprint of {data}", show_header=False)
     d = fp["diameter"]
     for name, value in (
-        ("annotated images", f"{fp['annotated']} (+{fp['unannotated']} without labels)"),
+        ("annotated images", f"{fp['annotated']} to train on, {fp.get('held_out', 0)} held out for validation "
+                             f"(+{fp['unannotated']} without labels)"),
         ("image sizes", ", ".join("x".join(map(str, s)) for s in fp["sizes"])),
         ("pixel size", ", ".join("x".join(map(str, s)) for s in fp["spacing"]) or "not recorded"),
         ("intensity 1st / 50th / 99.8th", " / ".join(f"{fp['intensity'][k]:.4g}" for k in ("1.0", "50.0", "99.8"))),

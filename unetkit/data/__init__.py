@@ -11,7 +11,8 @@ Examples:
 from unetkit.data.demo import DEMO_KINDS, demo_frame, make_demo, make_demo_volumes
 from unetkit.data.export import export_ctc, export_ctc_folder
 from unetkit.data.fetch import dataset_path, default_data_dir, fetch, is_present
-from unetkit.data.layouts import ctc_datalist, ctc_frames, image_datalist, isbi2012_datalist, msd_datalist
+from unetkit.data.layouts import (annotated_datalist, ctc_datalist, ctc_frames, image_datalist, isbi2012_datalist,
+                                  msd_datalist, pairs_datalist)
 from unetkit.data.registry import DATASETS, DatasetInfo, dataset_info
 from unetkit.data.split import fold_datalist, fold_groups, split_datalist
 
@@ -19,6 +20,7 @@ __all__ = [
     "DATASETS",
     "DEMO_KINDS",
     "DatasetInfo",
+    "annotated_datalist",
     "ctc_datalist",
     "ctc_frames",
     "dataset_info",
@@ -34,6 +36,7 @@ __all__ = [
     "make_demo",
     "make_demo_volumes",
     "msd_datalist",
+    "pairs_datalist",
     "split_datalist",
     "fold_datalist",
     "fold_groups",

@@ -14,6 +14,12 @@ Layouts (checked against the published archives, see ``docs/``):
   0 = membrane.
 - Medical Segmentation Decathlon: ``dataset.json``, ``imagesTr/*.nii.gz``, ``labelsTr/*.nii.gz`` (the
   archives carry macOS ``._*`` resource files beside the volumes; they are not volumes and are ignored).
+- Image / mask pairs, as users keep their own data: ``images/`` beside ``masks/`` (or ``labels/``) with the
+  same file names (StarDist's and the Data Science Bowl 2018's layout), or one folder of ``NAME.tif`` with
+  ``NAME_mask.tif`` (``unetkit infer``'s output name) or ``NAME_masks.tif`` (Cellpose's).
+
+:func:`annotated_datalist` reads either a CTC folder or image / mask pairs, which is what the 2D recipes
+train on: a user's folder needs no renaming into frames and sequences.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from typing import Sequence
 
 from unetkit.errors import DataError
 
-__all__ = ["ctc_datalist", "ctc_frames", "image_datalist", "isbi2012_datalist", "msd_datalist"]
+__all__ = ["annotated_datalist", "ctc_datalist", "ctc_frames", "image_datalist", "isbi2012_datalist", "msd_datalist",
+           "pairs_datalist"]
 
 _FRAME = re.compile(r"^t(\d+)\.tiff?$")
 # man_seg012.tif annotates frame 12; man_seg_012_034.tif annotates slice 34 of the 3D frame 12.
@@ -33,6 +40,10 @@ _MASK = re.compile(r"^man_seg(?:(\d+)|_(\d+)_(\d+))\.tiff?$")
 _TRACK = re.compile(r"^man_track(\d+)\.tiff?$")
 _TRUTHS = {"GT": "gold truth", "ST": "silver truth"}
 _GET_DATA = "run `unetkit data fetch phc_u373` (or dic_hela), or `unetkit data demo DIR` for demo data"
+_MASK_FOLDERS = ("masks", "labels")
+_MASK_SUFFIXES = ("_masks", "_mask")  # Cellpose's, unetkit infer's; longest first
+_OWN_DATA = ("or, for your own images, put them in images/ and their instance masks (same file names) in "
+             "masks/")
 
 
 def indexed_files(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
@@ -281,3 +292,146 @@ def image_datalist(root: str | os.PathLike, pattern: str = "*.tif") -> list[dict
     if not paths:
         raise DataError(f"no file matches {pattern!r} here", path=root, fix="check the folder and the pattern")
     return [{"image": str(p)} for p in paths]
+
+
+def _pair_stem(path: Path) -> str:
+    from unetkit.io.naming import output_stem
+
+    return output_stem(path)
+
+
+def _readable(folder: Path) -> list[Path]:
+    from unetkit.io import READ_SUFFIXES
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(READ_SUFFIXES)
+                  and not p.name.startswith("."))
+
+
+def _pairs_folders(root: Path) -> tuple[Path, Path] | None:
+    """``(images, masks)`` of the pair layout at ``root``, or None if ``root`` is not one."""
+    images = root / "images"
+    masks = [root / m for m in _MASK_FOLDERS if (root / m).is_dir()]
+    if images.is_dir() and masks:
+        if len(masks) > 1:
+            raise DataError("both masks/ and labels/ are here: which are the references?", path=root,
+                            fix="keep the instance masks in one of them and move the other folder away")
+        return images, masks[0]
+    if root.is_dir() and any(_pair_stem(p).endswith(_MASK_SUFFIXES) for p in _readable(root)):
+        return root, root
+    return None
+
+
+def pairs_datalist(root: str | os.PathLike) -> list[dict]:
+    """Image / mask pairs of a user's folder, in file-name order.
+
+    Two layouts: ``images/`` beside ``masks/`` (or ``labels/``), an image and its mask having the same file
+    name up to the extension (StarDist's, the Data Science Bowl 2018's); or one folder where
+    ``NAME_mask.tif`` (``unetkit infer``'s name) or ``NAME_masks.tif`` (Cellpose's) is the mask of
+    ``NAME.tif``. Images without a mask are not annotated and not listed (``unetkit plan`` counts them).
+
+    Args:
+        root: the folder.
+
+    Returns:
+        Items ``{"image": ".../images/a.tif", "label": ".../masks/a.tif"}``, absolute paths, sorted by name.
+
+    Raises:
+        DataError: ``root`` is neither layout, a mask has no image, or no image has a mask.
+
+    Examples:
+        >>> import tempfile, tifffile, numpy as np
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for name in ("b", "a"):
+        ...     tifffile.imwrite(root / f"{name}.tif", np.zeros((8, 8), np.uint8))
+        ...     tifffile.imwrite(root / f"{name}_masks.tif", np.ones((8, 8), np.uint8))
+        >>> [(Path(i["image"]).name, Path(i["label"]).name) for i in pairs_datalist(root)]
+        [('a.tif', 'a_masks.tif'), ('b.tif', 'b_masks.tif')]
+    """
+    root = Path(root).absolute()
+    folders = _pairs_folders(root)
+    if folders is None:
+        raise DataError("no images/ with masks/ here, nor files named NAME_mask.tif", path=root,
+                        fix=_OWN_DATA)
+    images_dir, masks_dir = folders
+    images, masks = {}, {}
+    for p in _readable(images_dir):
+        stem = _pair_stem(p)
+        mask_of = next((stem[: -len(s)] for s in _MASK_SUFFIXES if stem.endswith(s)), None)
+        if images_dir == masks_dir and mask_of is not None:
+            masks[mask_of] = p
+        elif images_dir == masks_dir or mask_of is None:
+            if stem in images:
+                raise DataError(f"two images named {stem}: {images[stem].name} and {p.name}", path=p,
+                                fix="keep one file per name")
+            images[stem] = p
+    if images_dir != masks_dir:
+        for p in _readable(masks_dir):
+            stem = _pair_stem(p)
+            # a mask folder written by unetkit infer or Cellpose names a.tif's mask a_mask.tif: that pairs too
+            stem = next((stem[: -len(s)] for s in _MASK_SUFFIXES if stem.endswith(s) and stem not in images), stem)
+            masks[stem] = p
+    stray = sorted(set(masks) - set(images))
+    if stray:
+        raise DataError(f"mask {masks[stray[0]].name} has no image of the same name in {images_dir.name}/",
+                        path=masks[stray[0]], fix="restore its image, rename the pair alike, or delete the stray mask")
+    if not masks:
+        raise DataError(f"no image in {images_dir.name}/ has a mask", path=masks_dir, fix=_OWN_DATA)
+    return [{"image": str(images[s]), "label": str(masks[s])} for s in sorted(masks)]
+
+
+def annotated_datalist(
+    root: str | os.PathLike,
+    sequences: Sequence[str] = ("01",),
+    *,
+    truth: str = "GT",
+    part: str = "train",
+    holdout: int | float = 0.2,
+) -> list[dict]:
+    """The annotated images of a training folder, read in the layout it has: what the 2D recipes train on.
+
+    - A Cell Tracking Challenge folder (it holds ``01/`` or another two-digit sequence): the frames of
+      ``sequences`` (:func:`ctc_datalist`); the recipes train on ``01`` and validate on ``02``, so ``part``
+      and ``holdout`` are not used.
+    - Image / mask pairs (:func:`pairs_datalist`): no sequence says which images are held out, so the last
+      ``holdout`` of them in file-name order are (:func:`~unetkit.data.split_datalist`), and ``part`` picks
+      ``"train"`` or ``"validation"``.
+
+    Args:
+        root: the data set's folder.
+        sequences: CTC sequences to read.
+        truth: CTC ``"GT"`` or ``"ST"``.
+        part: ``"train"`` or ``"validation"``, for pairs.
+        holdout: images held out for validation, for pairs: a count, or a fraction (at least one image).
+
+    Raises:
+        DataError: neither layout, a layout's own error, or a single annotated pair (nothing to hold out).
+
+    Examples:
+        >>> import tempfile, tifffile, numpy as np
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for sub in ("images", "masks"):
+        ...     (root / sub).mkdir()
+        ...     for name in "abcde":
+        ...         tifffile.imwrite(root / sub / f"{name}.tif", np.ones((8, 8), np.uint8))
+        >>> [Path(i["image"]).name for i in annotated_datalist(root, part="validation")]
+        ['e.tif']
+        >>> len(annotated_datalist(root, ["01"], part="train"))
+        4
+    """
+    root = Path(root)
+    if part not in ("train", "validation"):
+        raise ValueError(f"part must be 'train' or 'validation', got {part!r}")
+    if root.is_dir() and not any(p.is_dir() for p in root.glob("[0-9][0-9]")) and _pairs_folders(root.absolute()):
+        from unetkit.data.split import split_datalist
+
+        pairs = pairs_datalist(root)
+        if len(pairs) == 1:
+            raise DataError(
+                "one annotated image: the recipes keep their best weights and choose the decoder on images held "
+                "out from training", path=Path(pairs[0]["label"]),
+                fix="annotate a second image, or cut this one in two (image and mask alike) and keep both halves")
+        return split_datalist(pairs, holdout=holdout, part=part)
+    if root.is_dir() and not any(p.is_dir() for p in root.glob("[0-9][0-9]")):
+        raise DataError("neither a Cell Tracking Challenge folder (01/, 01_GT/SEG/) nor images with masks",
+                        path=root, fix=f"{_GET_DATA}; {_OWN_DATA}")
+    return ctc_datalist(root, sequences, truth=truth)

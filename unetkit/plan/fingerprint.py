@@ -56,7 +56,7 @@ def _label_array(array: np.ndarray) -> tuple[np.ndarray, bool]:
     return instances, instances is not labels
 
 
-def fingerprint(items: Iterable[Mapping], *, unannotated: int = 0) -> dict:
+def fingerprint(items: Iterable[Mapping], *, unannotated: int = 0, held_out: int = 0) -> dict:
     """Measure a data list (``{"image": path, "label": path[, "frame": i]}`` items, as a bundle's datalists
     give them).
 
@@ -64,7 +64,7 @@ def fingerprint(items: Iterable[Mapping], *, unannotated: int = 0) -> dict:
         ``images`` (count), ``sizes`` (distinct spatial shapes), ``spacing`` (distinct pixel sizes),
         ``intensity`` (0.5th, 1st, 50th, 99th, 99.8th, 99.5th percentiles over all images), ``objects``,
         ``diameter`` (median, 5th and 95th percentiles, in pixels), ``touching_fraction``, ``annotated``
-        and ``unannotated`` frames, and ``mask_labels``: label images that were masks (one foreground value),
+        and ``unannotated`` frames, ``held_out`` (annotated frames kept for validation, as given), and ``mask_labels``: label images that were masks (one foreground value),
         read as their connected parts.
     """
     sizes, spacings, samples, diameters = set(), set(), [], []
@@ -101,5 +101,6 @@ def fingerprint(items: Iterable[Mapping], *, unannotated: int = 0) -> dict:
         "touching_fraction": round(touching / count, 3) if count else 0.0,
         "annotated": images,
         "unannotated": int(unannotated),
+        "held_out": int(held_out),
         "mask_labels": masks,
     }

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from unetkit.bundle.config import get_key
-from unetkit.errors import DataError
+from unetkit.errors import DataError, UnetkitError
 from unetkit.plan.fingerprint import fingerprint
 
 __all__ = ["Plan", "plan_settings", "plan_bundle", "finetune_settings"]
@@ -171,12 +171,16 @@ def _batch(config: Mapping) -> int:
     return int(b) if isinstance(b, (int, float)) and not isinstance(b, bool) else 1
 
 
-def _unannotated(items: list[dict]) -> int:
+def _unannotated(items: list[dict], held_out: list[dict] = ()) -> int:
+    """Images beside the training items that no item of training or validation lists: frames without a
+    mask (a CTC sequence's), images without one (images/ beside masks/, whose held-out pairs share it)."""
     from unetkit.io import READ_SUFFIXES
 
     folders = {Path(i["image"]).parent for i in items if "frame" not in i}
-    total = sum(1 for f in folders for p in f.iterdir() if p.name.lower().endswith(READ_SUFFIXES))
-    return max(0, total - sum(1 for i in items if "frame" not in i))
+    listed = {Path(i["image"]) for i in [*items, *held_out] if "frame" not in i}
+    files = {p for f in folders for p in f.iterdir() if p.name.lower().endswith(READ_SUFFIXES)}
+    masks = {Path(i["label"]) for i in [*items, *held_out] if "label" in i}  # NAME_masks.tif beside NAME.tif
+    return len(files - listed - masks)
 
 
 def plan_bundle(configs: Mapping[str, dict], data: str | os.PathLike, *, max_steps: int | None = None,
@@ -196,7 +200,11 @@ def plan_bundle(configs: Mapping[str, dict], data: str | os.PathLike, *, max_ste
 
     data = Path(data)
     items = bundle_datalist(configs, data, "train#datalist")
-    fp = fingerprint(items, unannotated=_unannotated(items))
+    try:
+        held_out = bundle_datalist(configs, data, "validate#datalist")
+    except UnetkitError:  # no validation data yet: the plan still describes the training data
+        held_out = []
+    fp = fingerprint(items, unannotated=_unannotated(items, held_out), held_out=len(held_out))
     common = ConfigParser(copy.deepcopy(configs.get("common.json", configs["train.json"])))
     common["bundle_root"] = "."
     with torch.device("meta"):
