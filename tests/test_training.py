@@ -53,6 +53,10 @@ def test_training_writes_a_complete_runnable_bundle(tmp_path, demo):
     assert [r["step"] for r in rows] == ["2", "4"]
     assert set(rows[0]) == {"step", "loss", "val_iou", "val_seg"}
     assert all(0 <= float(r["val_iou"]) <= 1 for r in rows)
+    # each row's loss is the mean over the steps since the previous row, its own step included
+    per_step = {int(r["step"]): float(r["loss"]) for r in csv.DictReader(open(out / "loss.csv"))}
+    assert [float(r["loss"]) for r in rows] == pytest.approx([(per_step[1] + per_step[2]) / 2,
+                                                              (per_step[3] + per_step[4]) / 2])
     best = json.loads((out / "models" / "best.json").read_text())  # the model is the best validation's
     row = next(r for r in rows if int(r["step"]) == best["step"])
     assert result.steps == 4 and result.metrics["val_iou"] == pytest.approx(float(row["val_iou"]))

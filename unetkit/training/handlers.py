@@ -328,6 +328,7 @@ class MetricsLogger:
         self._losses: list[float] = []
         self._recent: list[float] = []
         self._trainer: Engine | None = None
+        self._counted = -1  # the last step whose loss is in _losses
 
     @property
     def csv_path(self) -> Path:
@@ -345,6 +346,9 @@ class MetricsLogger:
             (self.output_dir / "loss.csv").unlink(missing_ok=True)
 
     def _step(self, engine: Engine) -> None:
+        if engine.state.iteration == self._counted:
+            return
+        self._counted = engine.state.iteration
         loss = _loss(engine)
         self._losses.append(loss)
         self._recent.append(loss)
@@ -362,6 +366,9 @@ class MetricsLogger:
         if not is_main_process() or self._trainer is None:
             return
         metrics = {k: float(v) for k, v in validator.state.metrics.items() if isinstance(v, (int, float))}
+        # the validation runs in the step's ITERATION_COMPLETED, which may come before _step's: count the
+        # step's own loss first, else the row would miss it (and the first row would have no loss at all)
+        self._step(self._trainer)
         loss = sum(self._losses) / len(self._losses) if self._losses else float("nan")
         self._losses.clear()
         row = {"step": self._trainer.state.iteration, "loss": loss, **metrics}
