@@ -13,7 +13,7 @@ from unetkit.cli.console import err, out, show_progress
 
 def train(
     bundle: Annotated[str, typer.Argument(help="Bundle folder (or zip), e.g. bundles/phc_u373.")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="Data set folder (default: the bundle's).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Data set folder, in the layout the recipe reads; the 2D recipes take images/ beside masks/ (same file names; the last fifth validates), or the Cell Tracking Challenge layout (01/ trains, 02/ validates). Default: the bundle's.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where the trained bundle goes (default: the bundle folder, unless it holds a trained model).")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Training steps (default: the bundle's max_steps).")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training data, instead of --steps.")] = None,
