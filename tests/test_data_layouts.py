@@ -238,6 +238,10 @@ def test_pairs_datalist_names_a_stray_mask_and_refuses_two_mask_folders(tmp_path
     with pytest.raises(DataError, match=r"d.tif.*has no image of the same name in images/"):
         pairs_datalist(tmp_path)
     (tmp_path / "masks" / "d.tif").unlink()
+    _tif(tmp_path / "images" / "a.tiff")
+    with pytest.raises(DataError, match="two images named a"):
+        pairs_datalist(tmp_path)
+    (tmp_path / "images" / "a.tiff").unlink()
     _pairs(tmp_path, masks="labels")
     with pytest.raises(DataError, match="both masks/ and labels/"):
         pairs_datalist(tmp_path)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from unetkit.errors import DataError
+from unetkit.io.naming import output_stem
 
 __all__ = ["annotated_datalist", "ctc_datalist", "ctc_frames", "image_datalist", "isbi2012_datalist", "msd_datalist",
            "pairs_datalist"]
@@ -294,12 +295,6 @@ def image_datalist(root: str | os.PathLike, pattern: str = "*.tif") -> list[dict
     return [{"image": str(p)} for p in paths]
 
 
-def _pair_stem(path: Path) -> str:
-    from unetkit.io.naming import output_stem
-
-    return output_stem(path)
-
-
 def _readable(folder: Path) -> list[Path]:
     from unetkit.io import READ_SUFFIXES
 
@@ -316,7 +311,7 @@ def _pairs_folders(root: Path) -> tuple[Path, Path] | None:
             raise DataError("both masks/ and labels/ are here: which are the references?", path=root,
                             fix="keep the instance masks in one of them and move the other folder away")
         return images, masks[0]
-    if root.is_dir() and any(_pair_stem(p).endswith(_MASK_SUFFIXES) for p in _readable(root)):
+    if root.is_dir() and any(output_stem(p).endswith(_MASK_SUFFIXES) for p in _readable(root)):
         return root, root
     return None
 
@@ -355,18 +350,18 @@ def pairs_datalist(root: str | os.PathLike) -> list[dict]:
     images_dir, masks_dir = folders
     images, masks = {}, {}
     for p in _readable(images_dir):
-        stem = _pair_stem(p)
+        stem = output_stem(p)
         mask_of = next((stem[: -len(s)] for s in _MASK_SUFFIXES if stem.endswith(s)), None)
-        if images_dir == masks_dir and mask_of is not None:
+        if images_dir == masks_dir and mask_of is not None:  # one folder: NAME_masks.tif is NAME.tif's mask
             masks[mask_of] = p
-        elif images_dir == masks_dir or mask_of is None:
-            if stem in images:
-                raise DataError(f"two images named {stem}: {images[stem].name} and {p.name}", path=p,
-                                fix="keep one file per name")
-            images[stem] = p
+            continue
+        if stem in images:
+            raise DataError(f"two images named {stem}: {images[stem].name} and {p.name}", path=p,
+                            fix="keep one file per name")
+        images[stem] = p
     if images_dir != masks_dir:
         for p in _readable(masks_dir):
-            stem = _pair_stem(p)
+            stem = output_stem(p)
             # a mask folder written by unetkit infer or Cellpose names a.tif's mask a_mask.tif: that pairs too
             stem = next((stem[: -len(s)] for s in _MASK_SUFFIXES if stem.endswith(s) and stem not in images), stem)
             masks[stem] = p
@@ -421,7 +416,8 @@ def annotated_datalist(
     root = Path(root)
     if part not in ("train", "validation"):
         raise ValueError(f"part must be 'train' or 'validation', got {part!r}")
-    if root.is_dir() and not any(p.is_dir() for p in root.glob("[0-9][0-9]")) and _pairs_folders(root.absolute()):
+    ctc = not root.is_dir() or any(p.is_dir() for p in root.glob("[0-9][0-9]"))  # a missing folder: CTC's message
+    if not ctc and _pairs_folders(root.absolute()):
         from unetkit.data.split import split_datalist
 
         pairs = pairs_datalist(root)
@@ -431,7 +427,7 @@ def annotated_datalist(
                 "out from training", path=Path(pairs[0]["label"]),
                 fix="annotate a second image, or cut this one in two (image and mask alike) and keep both halves")
         return split_datalist(pairs, holdout=holdout, part=part)
-    if root.is_dir() and not any(p.is_dir() for p in root.glob("[0-9][0-9]")):
+    if not ctc:
         raise DataError("neither a Cell Tracking Challenge folder (01/, 01_GT/SEG/) nor images with masks",
                         path=root, fix=f"{_GET_DATA}; {_OWN_DATA}")
     return ctc_datalist(root, sequences, truth=truth)

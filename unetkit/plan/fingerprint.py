@@ -64,8 +64,8 @@ def fingerprint(items: Iterable[Mapping], *, unannotated: int = 0, held_out: int
         ``images`` (count), ``sizes`` (distinct spatial shapes), ``spacing`` (distinct pixel sizes),
         ``intensity`` (0.5th, 1st, 50th, 99th, 99.8th, 99.5th percentiles over all images), ``objects``,
         ``diameter`` (median, 5th and 95th percentiles, in pixels), ``touching_fraction``, ``annotated``
-        and ``unannotated`` frames, ``held_out`` (annotated frames kept for validation, as given), and ``mask_labels``: label images that were masks (one foreground value),
-        read as their connected parts.
+        and ``unannotated`` frames, ``held_out`` (annotated frames kept for validation, as given), and
+        ``mask_labels``: label images that were masks (one foreground value), read as their connected parts.
     """
     sizes, spacings, samples, diameters = set(), set(), [], []
     count = touching = images = masks = 0
