@@ -16,7 +16,10 @@ frame of the kind, its left half sequence ``01`` (trained on), its right half ``
 unetkit's recipes, segmented and scored by every method), as the issue's table was measured on a real
 nuclei image. Its data set is drawn with ``(seed, 512)``, not shared with the other protocol. ``--oddity``
 makes that data as users bring it: hot pixels, halves narrower than the network's margin, or 0/255 masks as
-references (``half_image_data``).
+references (``half_image_data``). ``--protocol images`` trains on a user's folder of image / mask pairs
+instead (``images/`` + ``masks/``, the Data Science Bowl 2018's layout: ten 256x256 images, each drawn on its
+own; unetkit holds out the last fifth by name to validate on, the peers train on the same eight) and scores
+five more images drawn with ``seed + 1000`` (``images_data``).
 ``--methods`` chooses among:
 
 - ``default``: ``bundles/phc_u373`` at the ``make demo`` width, the default recipe, ``unetkit train`` then
@@ -69,6 +72,7 @@ def _run(args: list[str]) -> None:
 HELD_OUT = ("01", "02")  # the held-out data set's sequences, all scored
 ODDITIES = ("none", "hot-pixels", "narrow", "mask-labels")
 HALF = 512  # --protocol half-image: the frame's side; each half is HALF x HALF/2, as in the issue's image
+IMAGES, TESTS, SIDE = 10, 5, 256  # --protocol images: annotated images, test images, their side
 
 
 def half_image_data(root: Path, kind: str, seed: int, oddity: str = "none") -> Path:
@@ -101,6 +105,26 @@ def half_image_data(root: Path, kind: str, seed: int, oddity: str = "none") -> P
     return root
 
 
+def images_data(root: Path, test: Path, kind: str, seed: int) -> Path:
+    """A user's folder of ``IMAGES`` image / mask pairs (``root/images/``, ``root/masks/``, same file names),
+    each a ``SIDE`` x ``SIDE`` frame drawn on its own with ``(seed, SIDE, i)`` (its own object size,
+    brightness and crowding, as the Data Science Bowl's images differ), and ``TESTS`` more drawn with
+    ``seed + 1000`` as the Cell Tracking Challenge sequence ``test/02`` (what ``score`` reads)."""
+    from unetkit.data import demo_frame
+
+    for folder in (root / "images", root / "masks", test / "02", test / "02_GT" / "SEG"):
+        folder.mkdir(parents=True)
+    for i in range(IMAGES):
+        image, labels = demo_frame((SIDE, SIDE), seed=(seed, SIDE, i), kind=kind)
+        tifffile.imwrite(root / "images" / f"field_{i:02d}.tif", image)
+        tifffile.imwrite(root / "masks" / f"field_{i:02d}.tif", labels)
+    for i in range(TESTS):
+        image, labels = demo_frame((SIDE, SIDE), seed=(seed + 1000, SIDE, i), kind=kind)
+        tifffile.imwrite(test / "02" / f"t{i:03d}.tif", image)
+        tifffile.imwrite(test / "02_GT" / "SEG" / f"man_seg{i:03d}.tif", labels)
+    return root
+
+
 def score(pred_dir: Path, data: Path, sequences: tuple[str, ...] = HELD_OUT) -> dict[str, float]:
     """Pooled SEG, mean F1@0.5, mean AP over IoU 0.5:0.95, objects found and in the reference, over the
     ``sequences`` of the held-out data set ``data``, segmented into ``pred_dir/<seq>``."""
@@ -120,10 +144,12 @@ def score(pred_dir: Path, data: Path, sequences: tuple[str, ...] = HELD_OUT) -> 
 
 
 def _annotated(data: Path, seq: str = "01") -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The frames of ``seq`` that have a reference segmentation, and those instance labels."""
-    refs = sorted((data / f"{seq}_GT" / "SEG").glob("man_seg*.tif"))
-    return ([tifffile.imread(data / seq / f"t{r.stem[len('man_seg'):]}.tif") for r in refs],
-            [tifffile.imread(r) for r in refs])
+    """What unetkit trains on in ``data`` (the annotated frames of CTC sequence ``seq``, or the image / mask
+    pairs it does not hold out), as images and instance labels."""
+    from unetkit.data import annotated_datalist
+
+    items = annotated_datalist(data, [seq], part="train")
+    return [tifffile.imread(i["image"]) for i in items], [tifffile.imread(i["label"]) for i in items]
 
 
 def segment_held_out(segment, test: Path, out: Path, sequences: tuple[str, ...] = HELD_OUT) -> None:
@@ -245,9 +271,10 @@ def main() -> None:
     parser.add_argument("--cellpose-steps", type=int, default=None,
                         help="train Cellpose this many steps instead of unetkit's default training time "
                              "(the issue's real-image run gave it 150)")
-    parser.add_argument("--protocol", choices=("held-out", "half-image"), default="held-out",
+    parser.add_argument("--protocol", choices=("held-out", "half-image", "images"), default="held-out",
                         help="held-out: train on 01 of one data set, score both sequences of another; "
-                             "half-image: the issue's real-image protocol (see the module's docstring)")
+                             "half-image: the issue's real-image protocol; images: a folder of image / mask "
+                             "pairs (see the module's docstring)")
     parser.add_argument("--oddity", choices=ODDITIES, default="none",
                         help="half-image only: data as users bring it (hot-pixels, narrow, mask-labels; see "
                              "half_image_data)")
@@ -269,6 +296,10 @@ def main() -> None:
                         test = data.with_name(data.name + "_instances")
                         if not test.exists():
                             half_image_data(test, kind, drawn)
+                elif args.protocol == "images":
+                    test, scored = data.with_name(data.name + "_test"), ("02",)
+                    if not data.exists():
+                        images_data(data, test, kind, drawn)
                 else:
                     test, scored = Path(tmp) / f"{kind}_{drawn}_held_out", HELD_OUT
                     if not data.exists():
