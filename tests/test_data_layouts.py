@@ -268,6 +268,9 @@ def test_annotated_datalist_says_what_is_missing(tmp_path):
     with pytest.raises(DataError, match="one annotated image") as e:
         annotated_datalist(tmp_path)
     assert "cut this one in two" in str(e.value)
+    _ctc(tmp_path, "01")
+    with pytest.raises(DataError, match="both Cell Tracking Challenge sequences .* and image / mask pairs"):
+        annotated_datalist(tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="neither a Cell Tracking Challenge folder") as e:

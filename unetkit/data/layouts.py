@@ -417,7 +417,11 @@ def annotated_datalist(
     if part not in ("train", "validation"):
         raise ValueError(f"part must be 'train' or 'validation', got {part!r}")
     ctc = not root.is_dir() or any(p.is_dir() for p in root.glob("[0-9][0-9]"))  # a missing folder: CTC's message
-    if not ctc and _pairs_folders(root.absolute()):
+    has_pairs = root.is_dir() and _pairs_folders(root.absolute()) is not None
+    if ctc and has_pairs:  # e.g. frames saved from napari (CTC) into a folder of pairs: training on one would drop the other
+        raise DataError("both Cell Tracking Challenge sequences (01/ ...) and image / mask pairs are here: which to "
+                        "train on?", path=root, fix="move one of the two into a folder of its own")
+    if has_pairs:
         from unetkit.data.split import split_datalist
 
         pairs = pairs_datalist(root)
