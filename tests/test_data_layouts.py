@@ -254,6 +254,7 @@ def test_annotated_datalist_holds_out_the_last_pairs_by_name_for_validation(tmp_
     assert _names(val, "image") == ["img08.tif", "img09.tif"] and len(train) == 8   # a fifth, by default
     assert not {i["image"] for i in train} & {i["image"] for i in val}
     assert _names(annotated_datalist(tmp_path, part="validation", holdout=3), "image")[0] == "img07.tif"
+    assert len(annotated_datalist(tmp_path, part="all")) == 10   # --folds splits them itself
 
 
 def test_annotated_datalist_reads_a_ctc_folder_by_its_sequences(tmp_path):

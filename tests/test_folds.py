@@ -144,3 +144,19 @@ def test_monai_runner_runs_the_ensemble_as_unetkit_infer_does(tmp_path, ensemble
     assert r.exit_code == 0, r.output
     for name in ("t000_mask.tif", "t001_mask.tif", "t002_mask.tif"):
         np.testing.assert_array_equal(tifffile.imread(tmp_path / "monai" / name), tifffile.imread(tmp_path / "ours" / name))
+
+
+def test_folds_of_an_image_mask_folder_split_every_pair(tmp_path):
+    from unetkit.data import demo_frame
+
+    data = tmp_path / "mine"
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+    for i in range(4):
+        image, labels = demo_frame((96, 112), seed=(i, 3))
+        tifffile.imwrite(data / "images" / f"f{i}.tif", image)
+        tifffile.imwrite(data / "masks" / f"f{i}.tif", labels)
+    result = train_folds(BUNDLE, folds=2, data=data, output=tmp_path / "k", steps=1, overrides=SMALL)
+    # the fifth the single-run split holds out (f3) is in a fold too: all four pairs, each validated once
+    assert [f["validation"] for f in result.folds] == [["images/f0.tif", "images/f1.tif"],
+                                                       ["images/f2.tif", "images/f3.tif"]]

@@ -468,7 +468,7 @@ _ROWS = (
     _row("torch.utils.data.DataLoader", _DL, _LOADER_NOTE),
     # unetkit
     _row("unetkit.data.annotated_datalist", "holdout", root=READ, sequences=Token(seq=True), truth=Token(),
-         part=Choice("train", "validation")),
+         part=Choice("train", "validation", "all")),
     _row("unetkit.data.ctc_datalist", "", root=READ, sequences=Token(seq=True), truth=Token()),
     _row("unetkit.data.dataset_path", "", "the data set's folder in unetkit's cache", name=Token()),
     _row("unetkit.data.image_datalist", "", root=READ, pattern=PathArg(write=False, glob=True)),

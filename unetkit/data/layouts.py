@@ -389,13 +389,13 @@ def annotated_datalist(
       and ``holdout`` are not used.
     - Image / mask pairs (:func:`pairs_datalist`): no sequence says which images are held out, so the last
       ``holdout`` of them in file-name order are (:func:`~unetkit.data.split_datalist`), and ``part`` picks
-      ``"train"`` or ``"validation"``.
+      ``"train"`` or ``"validation"``; ``"all"`` lists every pair (``unetkit train --folds`` splits them itself).
 
     Args:
         root: the data set's folder.
         sequences: CTC sequences to read.
         truth: CTC ``"GT"`` or ``"ST"``.
-        part: ``"train"`` or ``"validation"``, for pairs.
+        part: ``"train"``, ``"validation"`` or ``"all"``, for pairs.
         holdout: images held out for validation, for pairs: a count, or a fraction (at least one image).
 
     Raises:
@@ -414,8 +414,8 @@ def annotated_datalist(
         4
     """
     root = Path(root)
-    if part not in ("train", "validation"):
-        raise ValueError(f"part must be 'train' or 'validation', got {part!r}")
+    if part not in ("train", "validation", "all"):
+        raise ValueError(f"part must be 'train', 'validation' or 'all', got {part!r}")
     ctc = not root.is_dir() or any(p.is_dir() for p in root.glob("[0-9][0-9]"))  # a missing folder: CTC's message
     has_pairs = root.is_dir() and _pairs_folders(root.absolute()) is not None
     if ctc and has_pairs:  # e.g. frames saved from napari (CTC) into a folder of pairs: training on one would drop the other
@@ -425,6 +425,8 @@ def annotated_datalist(
         from unetkit.data.split import split_datalist
 
         pairs = pairs_datalist(root)
+        if part == "all":
+            return pairs
         if len(pairs) == 1:
             raise DataError(
                 "one annotated image: the recipes keep their best weights and choose the decoder on images held "

@@ -105,9 +105,13 @@ def train_folds(
         raise TrainingError("this recipe's head is a distance map: its folds cannot be ensembled by averaging "
                             "class probabilities", fix="train without --folds, or choose a class decoder")
     dataset_dir = _dataset_dir(configs["train.json"], metadata, data)
-    items = bundle_datalist(configs, dataset_dir, "train#datalist")
-    split_by, groups = fold_groups(items, folds)
     original = {key: copy.deepcopy(configs["train.json"][key]["datalist"]) for key in ("train", "validate")}
+    whole = copy.deepcopy(original["train"])  # what the folds split
+    if isinstance(whole, dict) and whole.get("_target_") == "unetkit.data.annotated_datalist":
+        whole["part"] = "all"  # image / mask pairs: the folds split every pair, the held-out fifth too
+    train_json = {**configs["train.json"], "train": {**configs["train.json"]["train"], "datalist": whole}}
+    items = bundle_datalist({**configs, "train.json": train_json}, dataset_dir, "train#datalist")
+    split_by, groups = fold_groups(items, folds)
 
     result = FoldsResult(output=out, split_by=split_by)
     for i in range(folds) if fold is None else [fold]:
@@ -118,7 +122,7 @@ def train_folds(
             metrics = _fold_metrics(fold_out)
         else:
             progress = on_fold(i, folds) if on_fold is not None else None
-            split = {f"{key}::datalist": {"_target_": "unetkit.data.fold_datalist", "data": original["train"],
+            split = {f"{key}::datalist": {"_target_": "unetkit.data.fold_datalist", "data": whole,
                                           "folds": folds, "fold": i, "part": part}
                      for key, part in (("train", "train"), ("validate", "validation"))}
             again = resume and not trained and latest_checkpoint(fold_out / "checkpoints") is not None
