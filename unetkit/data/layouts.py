@@ -43,8 +43,7 @@ _TRUTHS = {"GT": "gold truth", "ST": "silver truth"}
 _GET_DATA = "run `unetkit data fetch phc_u373` (or dic_hela), or `unetkit data demo DIR` for demo data"
 _MASK_FOLDERS = ("masks", "labels")
 _MASK_SUFFIXES = ("_masks", "_mask")  # Cellpose's, unetkit infer's; longest first
-_OWN_DATA = ("or, for your own images, put them in images/ and their instance masks (same file names) in "
-             "masks/")
+_OWN_DATA = "for your own images, put them in images/ and their instance masks (same file names) in masks/"
 
 
 def indexed_files(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
@@ -370,7 +369,8 @@ def pairs_datalist(root: str | os.PathLike) -> list[dict]:
         raise DataError(f"mask {masks[stray[0]].name} has no image of the same name in {images_dir.name}/",
                         path=masks[stray[0]], fix="restore its image, rename the pair alike, or delete the stray mask")
     if not masks:
-        raise DataError(f"no image in {images_dir.name}/ has a mask", path=masks_dir, fix=_OWN_DATA)
+        raise DataError(f"no image in {images_dir.name}/ has a mask", path=masks_dir,
+                        fix="save each image's instance mask under the image's file name (images/a.tif: masks/a.tif)")
     return [{"image": str(images[s]), "label": str(masks[s])} for s in sorted(masks)]
 
 
@@ -435,5 +435,5 @@ def annotated_datalist(
         return split_datalist(pairs, holdout=holdout, part=part)
     if not ctc:
         raise DataError("neither a Cell Tracking Challenge folder (01/, 01_GT/SEG/) nor images with masks",
-                        path=root, fix=f"{_GET_DATA}; {_OWN_DATA}")
+                        path=root, fix=f"{_GET_DATA}; or, {_OWN_DATA}")
     return ctc_datalist(root, sequences, truth=truth)
