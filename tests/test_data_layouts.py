@@ -242,6 +242,10 @@ def test_pairs_datalist_names_a_stray_mask_and_refuses_two_mask_folders(tmp_path
     with pytest.raises(DataError, match="two images named a"):
         pairs_datalist(tmp_path)
     (tmp_path / "images" / "a.tiff").unlink()
+    _tif(tmp_path / "masks" / "a_mask.tif")
+    with pytest.raises(DataError, match="two masks named a: a.tif and a_mask.tif"):
+        pairs_datalist(tmp_path)
+    (tmp_path / "masks" / "a_mask.tif").unlink()
     _pairs(tmp_path, masks="labels")
     with pytest.raises(DataError, match="both masks/ and labels/"):
         pairs_datalist(tmp_path)

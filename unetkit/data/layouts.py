@@ -315,6 +315,13 @@ def _pairs_folders(root: Path) -> tuple[Path, Path] | None:
     return None
 
 
+def _add(found: dict[str, Path], key: str, path: Path, what: str) -> None:
+    if key in found:
+        raise DataError(f"two {what} named {key}: {found[key].name} and {path.name}", path=path,
+                        fix="keep one file per name")
+    found[key] = path
+
+
 def pairs_datalist(root: str | os.PathLike) -> list[dict]:
     """Image / mask pairs of a user's folder, in file-name order.
 
@@ -352,18 +359,15 @@ def pairs_datalist(root: str | os.PathLike) -> list[dict]:
         stem = output_stem(p)
         mask_of = next((stem[: -len(s)] for s in _MASK_SUFFIXES if stem.endswith(s)), None)
         if images_dir == masks_dir and mask_of is not None:  # one folder: NAME_masks.tif is NAME.tif's mask
-            masks[mask_of] = p
-            continue
-        if stem in images:
-            raise DataError(f"two images named {stem}: {images[stem].name} and {p.name}", path=p,
-                            fix="keep one file per name")
-        images[stem] = p
+            _add(masks, mask_of, p, "masks")
+        else:
+            _add(images, stem, p, "images")
     if images_dir != masks_dir:
         for p in _readable(masks_dir):
             stem = output_stem(p)
             # a mask folder written by unetkit infer or Cellpose names a.tif's mask a_mask.tif: that pairs too
             stem = next((stem[: -len(s)] for s in _MASK_SUFFIXES if stem.endswith(s) and stem not in images), stem)
-            masks[stem] = p
+            _add(masks, stem, p, "masks")
     stray = sorted(set(masks) - set(images))
     if stray:
         raise DataError(f"mask {masks[stray[0]].name} has no image of the same name in {images_dir.name}/",
