@@ -295,10 +295,14 @@ def image_datalist(root: str | os.PathLike, pattern: str = "*.tif") -> list[dict
 
 
 def _readable(folder: Path) -> list[Path]:
-    from unetkit.io import READ_SUFFIXES
+    from unetkit.predict.inputs import images_in_folder  # what `unetkit infer` reads from a folder
 
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(READ_SUFFIXES)
-                  and not p.name.startswith("."))
+    return images_in_folder(folder)
+
+
+def _mask_of(stem: str) -> str | None:
+    """``"a"`` for ``"a_mask"`` or ``"a_masks"``; None for a stem without a mask suffix."""
+    return next((stem[: -len(s)] for s in _MASK_SUFFIXES if stem.endswith(s)), None)
 
 
 def _pairs_folders(root: Path) -> tuple[Path, Path] | None:
@@ -310,7 +314,7 @@ def _pairs_folders(root: Path) -> tuple[Path, Path] | None:
             raise DataError("both masks/ and labels/ are here: which are the references?", path=root,
                             fix="keep the instance masks in one of them and move the other folder away")
         return images, masks[0]
-    if root.is_dir() and any(output_stem(p).endswith(_MASK_SUFFIXES) for p in _readable(root)):
+    if root.is_dir() and any(_mask_of(output_stem(p)) is not None for p in _readable(root)):
         return root, root
     return None
 
@@ -353,11 +357,15 @@ def pairs_datalist(root: str | os.PathLike) -> list[dict]:
     if folders is None:
         raise DataError("no images/ with masks/ here, nor files named NAME_mask.tif", path=root,
                         fix=_OWN_DATA)
-    images_dir, masks_dir = folders
+    return _pairs(*folders)
+
+
+def _pairs(images_dir: Path, masks_dir: Path) -> list[dict]:
+    """:func:`pairs_datalist` of the folders :func:`_pairs_folders` found."""
     images, masks = {}, {}
     for p in _readable(images_dir):
         stem = output_stem(p)
-        mask_of = next((stem[: -len(s)] for s in _MASK_SUFFIXES if stem.endswith(s)), None)
+        mask_of = _mask_of(stem)
         if images_dir == masks_dir and mask_of is not None:  # one folder: NAME_masks.tif is NAME.tif's mask
             _add(masks, mask_of, p, "masks")
         else:
@@ -365,9 +373,9 @@ def pairs_datalist(root: str | os.PathLike) -> list[dict]:
     if images_dir != masks_dir:
         for p in _readable(masks_dir):
             stem = output_stem(p)
+            mask_of = _mask_of(stem)
             # a mask folder written by unetkit infer or Cellpose names a.tif's mask a_mask.tif: that pairs too
-            stem = next((stem[: -len(s)] for s in _MASK_SUFFIXES if stem.endswith(s) and stem not in images), stem)
-            _add(masks, stem, p, "masks")
+            _add(masks, mask_of if mask_of is not None and stem not in images else stem, p, "masks")
     stray = sorted(set(masks) - set(images))
     if stray:
         raise DataError(f"mask {masks[stray[0]].name} has no image of the same name in {images_dir.name}/",
@@ -421,14 +429,14 @@ def annotated_datalist(
     if part not in ("train", "validation", "all"):
         raise ValueError(f"part must be 'train', 'validation' or 'all', got {part!r}")
     ctc = not root.is_dir() or any(p.is_dir() for p in root.glob("[0-9][0-9]"))  # a missing folder: CTC's message
-    has_pairs = root.is_dir() and _pairs_folders(root.absolute()) is not None
-    if ctc and has_pairs:  # e.g. frames saved from napari (CTC) into a folder of pairs: training on one would drop the other
+    folders = _pairs_folders(root.absolute()) if root.is_dir() else None
+    if ctc and folders is not None:  # e.g. frames saved from napari (CTC) into a folder of pairs: training on one would drop the other
         raise DataError("both Cell Tracking Challenge sequences (01/ ...) and image / mask pairs are here: which to "
                         "train on?", path=root, fix="move one of the two into a folder of its own")
-    if has_pairs:
+    if folders is not None:
         from unetkit.data.split import split_datalist
 
-        pairs = pairs_datalist(root)
+        pairs = _pairs(*folders)
         if part == "all":
             return pairs
         if len(pairs) == 1:
