@@ -69,3 +69,23 @@ def test_the_cli_refuses_one_gpu_for_several_processes(bundle, images, tmp_path)
     assert r.exit_code == 2 and "each process takes its own GPU" in r.output
     with pytest.raises(UnetkitError, match="--nproc 0: must be at least 1"):
         launch_sharded(bundle, images, tmp_path / "o", PredictOptions(), nproc=0)
+
+
+def test_a_torchrun_rank_leaves_its_process_group_when_done(bundle, images, tmp_path, monkeypatch):
+    # a rank exiting with its gloo group open can abort at teardown while its peer still talks to it
+    import torch.distributed as dist
+
+    from unetkit.cli.infer import _under_torchrun
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(29400 + os.getpid() % 500))
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    try:
+        results, printer = _under_torchrun(bundle, images[:2], tmp_path / "out", PredictOptions(), device="cpu",
+                                           trust=False, settings={})
+        assert printer and [r.ok for r in results] == [True, True]
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

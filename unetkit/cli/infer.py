@@ -104,14 +104,19 @@ def _launch(bundle, paths, output, options, *, nproc, device, trust, settings):
 def _under_torchrun(bundle, paths, output, options, *, device, trust, settings):
     import torch.distributed as dist
 
-    from unetkit.launch import join_process_group, rank_device
+    from unetkit.launch import join_process_group, leave_process_group, rank_device
     from unetkit.predict import load_bundle_model, predict_sharded
 
     device = rank_device(device)
     join_process_group(device)
-    model = load_bundle_model(bundle, trust=trust, device=device).with_settings(**settings)
-    results = predict_sharded(model, paths, output, options)
-    return results, dist.get_rank() == 0
+    try:
+        model = load_bundle_model(bundle, trust=trust, device=device).with_settings(**settings)
+        results = predict_sharded(model, paths, output, options)
+        return results, dist.get_rank() == 0
+    finally:
+        # as unetkit's own workers do (predict/worker.py): a rank that exits with its gloo group still open can
+        # abort at teardown while its peer still talks to it (SIGABRT, seen under load in the torchrun test)
+        leave_process_group()
 
 
 class _Bars:
