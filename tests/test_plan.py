@@ -185,6 +185,7 @@ def test_training_on_a_folder_of_images_and_masks_holds_out_the_last_by_name(tmp
         tifffile.imwrite(data / "images" / f"field_{i}.tif", image)
         if i < 4:  # field_4 is not annotated
             tifffile.imwrite(data / "masks" / f"field_{i}.tif", labels)
+    (data / "images" / "._field_4.tif").write_bytes(b"mac")  # a copy from a Mac: not one more image
     small = {"network_def::features": [4, 8, 16, 32, 64], "num_workers": 0}
     run = train_bundle("bundles/phc_u373", data=data, output=tmp_path / "o", steps=2, overrides=small)
     fp = json.loads((tmp_path / "o" / "plan.json").read_text())["fingerprint"]

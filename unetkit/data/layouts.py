@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from unetkit.errors import DataError
+from unetkit.io.formats import images_in_folder
 from unetkit.io.naming import output_stem
 
 __all__ = ["annotated_datalist", "ctc_datalist", "ctc_frames", "image_datalist", "isbi2012_datalist", "msd_datalist",
@@ -294,12 +295,6 @@ def image_datalist(root: str | os.PathLike, pattern: str = "*.tif") -> list[dict
     return [{"image": str(p)} for p in paths]
 
 
-def _readable(folder: Path) -> list[Path]:
-    from unetkit.predict.inputs import images_in_folder  # what `unetkit infer` reads from a folder
-
-    return images_in_folder(folder)
-
-
 def _mask_of(stem: str) -> str | None:
     """``"a"`` for ``"a_mask"`` or ``"a_masks"``; None for a stem without a mask suffix."""
     return next((stem[: -len(s)] for s in _MASK_SUFFIXES if stem.endswith(s)), None)
@@ -314,7 +309,7 @@ def _pairs_folders(root: Path) -> tuple[Path, Path] | None:
             raise DataError("both masks/ and labels/ are here: which are the references?", path=root,
                             fix="keep the instance masks in one of them and move the other folder away")
         return images, masks[0]
-    if root.is_dir() and any(_mask_of(output_stem(p)) is not None for p in _readable(root)):
+    if root.is_dir() and any(_mask_of(output_stem(p)) is not None for p in images_in_folder(root)):
         return root, root
     return None
 
@@ -363,7 +358,7 @@ def pairs_datalist(root: str | os.PathLike) -> list[dict]:
 def _pairs(images_dir: Path, masks_dir: Path) -> list[dict]:
     """:func:`pairs_datalist` of the folders :func:`_pairs_folders` found."""
     images, masks = {}, {}
-    for p in _readable(images_dir):
+    for p in images_in_folder(images_dir):
         stem = output_stem(p)
         mask_of = _mask_of(stem)
         if images_dir == masks_dir and mask_of is not None:  # one folder: NAME_masks.tif is NAME.tif's mask
@@ -371,7 +366,7 @@ def _pairs(images_dir: Path, masks_dir: Path) -> list[dict]:
         else:
             _add(images, stem, p, "images")
     if images_dir != masks_dir:
-        for p in _readable(masks_dir):
+        for p in images_in_folder(masks_dir):
             stem = output_stem(p)
             mask_of = _mask_of(stem)
             # a mask folder written by unetkit infer or Cellpose names a.tif's mask a_mask.tif: that pairs too

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from unetkit.errors import DataError
 from unetkit.io import READ_SUFFIXES
+from unetkit.io.formats import images_in_folder
 from unetkit.io.naming import MASK
 
 __all__ = ["Pair", "pair_key", "pair_files", "pair_folders"]
@@ -55,11 +56,6 @@ def pair_key(path: str | os.PathLike) -> str | int:
     return int(m.group(1)) if m else stem
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(READ_SUFFIXES)
-                  and not p.name.startswith("."))
-
-
 def pair_files(pred: str | os.PathLike, gt: str | os.PathLike) -> list[Pair]:
     """One pair from two files."""
     pred, gt = Path(pred), Path(gt)
@@ -81,8 +77,8 @@ def pair_folders(pred: str | os.PathLike, gt: str | os.PathLike) -> list[Pair]:
     for p in (pred, gt):
         if not p.is_dir():
             raise DataError("no such folder", path=p)
-    preds = {pair_key(p): p for p in _images(pred)}
-    gts = {pair_key(p): p for p in _images(gt)}
+    preds = {pair_key(p): p for p in images_in_folder(pred)}
+    gts = {pair_key(p): p for p in images_in_folder(gt)}
     if not gts:
         raise DataError("no image files here", path=gt)
     missing = [str(gts[k].name) for k in gts if k not in preds]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["READ_SUFFIXES", "WRITE_SUFFIXES", "image_suffix", "read_format", "write_format"]
+__all__ = ["READ_SUFFIXES", "WRITE_SUFFIXES", "image_suffix", "read_format", "write_format", "images_in_folder"]
 
 _TIFF = (".tif", ".tiff")
 _NIFTI = (".nii", ".nii.gz")
@@ -51,3 +51,20 @@ def _format(suffix: str, itk_suffixes: tuple[str, ...]) -> str | None:
     if suffix in itk_suffixes:
         return "itk"
     return None
+
+
+def images_in_folder(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly in ``folder`` (those :func:`read_format` names), sorted by name; hidden files and
+    macOS ``._`` companions skipped. The one listing that ``unetkit infer``, training data lists, the plan and
+    ``unetkit evaluate`` share, so that they all see the same files in a folder.
+
+    Raises:
+        UnetkitError: ``folder`` is not a folder.
+    """
+    from unetkit.errors import UnetkitError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UnetkitError("not a folder", path=folder)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and read_format(p) is not None)

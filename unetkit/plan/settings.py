@@ -174,11 +174,11 @@ def _batch(config: Mapping) -> int:
 def _unannotated(items: list[dict], held_out: list[dict] = ()) -> int:
     """Images beside the training items that no item of training or validation lists: frames without a
     mask (a CTC sequence's), images without one (images/ beside masks/, whose held-out pairs share it)."""
-    from unetkit.io import READ_SUFFIXES
+    from unetkit.io.formats import images_in_folder
 
     folders = {Path(i["image"]).parent for i in items if "frame" not in i}
     listed = {Path(i["image"]) for i in [*items, *held_out] if "frame" not in i}
-    files = {p for f in folders for p in f.iterdir() if p.name.lower().endswith(READ_SUFFIXES)}
+    files = {p for f in folders for p in images_in_folder(f)}
     masks = {Path(i["label"]) for i in [*items, *held_out] if "label" in i}  # NAME_masks.tif beside NAME.tif
     return len(files - listed - masks)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterable
 
 from unetkit.errors import UnetkitError
-from unetkit.io.formats import READ_SUFFIXES, read_format
+from unetkit.io.formats import READ_SUFFIXES, images_in_folder
 
 __all__ = ["collect_inputs", "images_in_folder", "expand_glob", "is_glob"]
 
@@ -42,18 +42,6 @@ def is_glob(text: str) -> bool:
 
 def _visible(p: Path) -> bool:
     return not p.name.startswith(".")
-
-
-def images_in_folder(folder: str | os.PathLike) -> list[Path]:
-    """The image files directly in ``folder`` (extensions :data:`unetkit.io.READ_SUFFIXES`), sorted by name.
-
-    Raises:
-        UnetkitError: ``folder`` is not a folder.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UnetkitError("not a folder", path=folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and _visible(p) and read_format(p) is not None)
 
 
 def expand_glob(pattern: str) -> list[Path]:
