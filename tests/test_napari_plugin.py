@@ -10,6 +10,7 @@ texture limits when a layer is added: ``no_gl`` answers those two queries as nap
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,3 +243,42 @@ def test_the_frame_on_screen_of_a_time_lapse_is_saved(widget, tmp_path):
     assert mask == tmp_path / "data" / "01_GT" / "SEG" / "man_seg000.tif"
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "data" / "01" / "t000.tif"), movie[2])
     np.testing.assert_array_equal(tifffile.imread(mask), labels[2])
+
+
+def test_an_image_opened_from_a_folder_of_pairs_is_saved_as_a_pair_that_training_reads(widget, tmp_path):
+    from unetkit.data import annotated_datalist, demo_frame
+
+    w, viewer = widget, widget.viewer
+    data = tmp_path / "mine"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    for i, name in enumerate("ab"):
+        image, labels = demo_frame((48, 56), seed=(i, 1), kind="nuclei")
+        tifffile.imwrite(data / "images" / f"{name}.tif", image)
+        if name == "a":  # b is not annotated yet
+            tifffile.imwrite(data / "masks" / "a.tif", labels)
+    before = (data / "images" / "b.tif").read_bytes()
+    layer = viewer.open(str(data / "images" / "b.tif"), plugin="napari")[0]
+    drawn = np.zeros(layer.data.shape, np.int32)
+    drawn[5:15, 5:20], drawn[30:40, 30:45] = 2, 7
+    viewer.add_labels(drawn, name=layer.name + " labels")
+    w.data_edit.setText(str(data))
+    assert w.save() == data / "masks" / "b.tif"  # not 01/t000.tif: that would make the folder hold two layouts
+    assert w.message_label.text() == f"saved b: {data / 'masks' / 'b.tif'} (its image was there already)"
+    assert (data / "images" / "b.tif").read_bytes() == before
+    assert sorted(p.name for p in data.iterdir()) == ["images", "masks"]
+    np.testing.assert_array_equal(tifffile.imread(data / "masks" / "b.tif"), drawn)
+    listed = annotated_datalist(data, ("01",), part="all")  # what unetkit train --data reads
+    assert [(Path(i["image"]).name, Path(i["label"]).name) for i in listed] == [("a.tif", "a.tif"), ("b.tif", "b.tif")]
+    # never over an annotated image
+    assert w.save() is None
+    assert "b is annotated already" in w.message_label.text()
+
+    # a frame of a stack made in napari: a new pair named after the layer and the frame on screen
+    movie = np.stack([layer.data, layer.data[::-1], layer.data[:, ::-1]])
+    viewer.add_image(movie, name="movie 1")
+    viewer.add_labels(np.stack([drawn] * 3), name="movie 1 labels")
+    viewer.dims.set_current_step(0, 2)
+    w.labels_combo.setCurrentText("movie 1 labels")
+    assert w.save() == data / "masks" / "movie_1_t002.tif"
+    np.testing.assert_array_equal(tifffile.imread(data / "images" / "movie_1_t002.tif"), movie[2])

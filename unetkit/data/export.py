@@ -31,7 +31,7 @@ _MAX_LABELS = np.iinfo(np.uint16).max
 _PRED = re.compile(rf"^t(\d+){MASK}\.tiff?$")
 
 
-def _as_ctc_labels(labels, frame: int) -> np.ndarray:
+def _as_ctc_labels(labels, frame: int | str) -> np.ndarray:
     """uint16 instance labels; binary masks are split into connected components."""
     arr = np.asarray(labels)
     where = f"frame {frame}"

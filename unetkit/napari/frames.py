@@ -6,6 +6,8 @@
 - :func:`save_frame`: an image and its corrected labels into a data folder in the Cell Tracking Challenge
   layout that ``unetkit train`` reads (``DIR/01/tTTT.tif`` + ``DIR/01_GT/SEG/man_segTTT.tif``), never over
   an existing annotation.
+- :func:`save_pair`: the same into a folder of image / mask pairs, the other layout ``unetkit train`` reads
+  (``DIR/images/NAME.tif`` + ``DIR/masks/NAME.tif``, or ``NAME.tif`` + ``NAME_mask.tif`` in one folder).
 
 Examples:
     >>> import tempfile
@@ -33,11 +35,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from unetkit.data.layouts import _FRAME, indexed_files
+from unetkit.data.layouts import _FRAME, _mask_of, _pairs_folders, indexed_files
 from unetkit.errors import DataError, ImageReadError
+from unetkit.io.formats import images_in_folder
+from unetkit.io.naming import output_stem
 
-__all__ = ["Cancelled", "SavedFrame", "layer_axes", "segment_array", "save_frame", "next_free_frame", "frame_of_path",
-           "finetune_output"]
+__all__ = ["Cancelled", "SavedFrame", "SavedPair", "layer_axes", "segment_array", "save_frame", "save_pair",
+           "is_pairs_folder", "next_free_frame", "frame_of_path", "finetune_output"]
 
 # a 2D frame's mask only: the plugin saves whole frames, never the per-slice masks of 3D gold truth
 _MASK = re.compile(r"^man_seg(\d+)\.tiff?$")
@@ -145,6 +149,17 @@ class SavedFrame:
     wrote_image: bool
 
 
+@dataclass(frozen=True)
+class SavedPair:
+    """What :func:`save_pair` wrote: the pair's name, the image file (``wrote_image`` False when the same image
+    was there already) and the mask file."""
+
+    name: str
+    image: Path
+    mask: Path
+    wrote_image: bool
+
+
 def _folders(root: str | os.PathLike, sequence: str) -> tuple[Path, Path]:
     if not _SEQUENCE.match(str(sequence)) or str(sequence).endswith(("_GT", "_ST", "_RES")):
         raise DataError(f"sequence {sequence!r} is not a folder name such as '01'")
@@ -221,11 +236,7 @@ def save_frame(
     from unetkit.data.export import _as_ctc_labels, _write
 
     folder, seg = _folders(root, sequence)
-    image, labels = np.asarray(image), np.asarray(labels)
-    spatial = image.shape[:-1] if rgb else image.shape
-    if labels.shape != spatial:
-        raise DataError(f"labels of shape {labels.shape} do not fit the image of shape {spatial}",
-                        fix="segment this image (or draw labels on it) first")
+    image, labels = _fitting(image, labels, rgb)
     images, masks = indexed_files(folder, _FRAME), indexed_files(seg, _MASK)
     if frame is None:
         frame = max([*images, *masks], default=-1) + 1
@@ -255,11 +266,95 @@ def save_frame(
     return SavedFrame(frame, image_path, mask_path, wrote_image)
 
 
+def is_pairs_folder(root: str | os.PathLike) -> bool:
+    """True where ``root`` holds image / mask pairs (``images/`` beside ``masks/`` or ``labels/``, or files
+    named ``NAME_mask.tif``): annotations saved there go in as pairs (:func:`save_pair`), not as CTC frames.
+
+    Raises:
+        DataError: ``root`` holds both ``masks/`` and ``labels/``.
+    """
+    return Path(root).is_dir() and _pairs_folders(Path(root)) is not None
+
+
+def save_pair(root: str | os.PathLike, name: str, image, labels, *, rgb: bool = False) -> SavedPair:
+    """Save an image and its (corrected) instance labels as one more pair of a folder of image / mask pairs.
+
+    Writes ``root/images/NAME.tif`` and ``root/masks/NAME.tif`` (``labels/`` where the folder has that), or
+    ``NAME.tif`` and ``NAME_mask.tif`` in a folder that keeps both side by side: the pairs
+    :func:`unetkit.data.pairs_datalist` and ``unetkit train --data root`` read. Labels are stored as
+    :func:`save_frame` stores them.
+
+    Args:
+        root: a folder in one of the two pair layouts (:func:`is_pairs_folder`).
+        name: the pair's file name without extension, usually the image file's (characters other than
+            letters, digits, ``.``, ``_`` and ``-`` become ``_``).
+        image: the image, ``(*spatial)`` or ``(*spatial, 3|4)`` with ``rgb``.
+        labels: instance labels of ``image``'s spatial shape (0 = background).
+        rgb: the image's last axis holds colour samples.
+
+    Returns:
+        A :class:`SavedPair`. An image of that name already there is kept when it holds the same pixels (an
+        image opened from the folder, corrected and saved back), and only the mask is written.
+
+    Raises:
+        DataError: ``root`` is not a pairs folder, the name has a mask already (nothing is overwritten), an
+            image of that name holds other pixels, the labels do not fit the image, or they cannot be stored
+            as 16-bit labels.
+
+    Examples:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp()); (root / "images").mkdir(); (root / "masks").mkdir()
+        >>> labels = np.zeros((4, 5), np.int32); labels[:2, :2] = 3
+        >>> saved = save_pair(root, "field 1", np.zeros((4, 5), np.uint8), labels)
+        >>> saved.name, saved.image.relative_to(root).as_posix(), saved.mask.relative_to(root).as_posix()
+        ('field_1', 'images/field_1.tif', 'masks/field_1.tif')
+    """
+    from unetkit.data.export import _as_ctc_labels, _write
+
+    root = Path(root)
+    folders = _pairs_folders(root) if root.is_dir() else None
+    if folders is None:
+        raise DataError("not a folder of image / mask pairs", path=root,
+                        fix="make images/ and masks/ in it, or save into a CTC data folder (01/, 01_GT/SEG/)")
+    images_dir, masks_dir = folders
+    one_folder = images_dir == masks_dir
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "image"
+    if one_folder and _mask_of(name) is not None:
+        raise DataError(f"an image named {name} would be read as the mask of {_mask_of(name)}", path=root,
+                        fix="rename the image layer")
+    image, labels = _fitting(image, labels, rgb)
+    ctc_labels = _as_ctc_labels(labels, name)
+    # a mask of this name in any spelling the reader pairs (masks/NAME.tif, NAME_mask.tif, NAME_masks.tif)
+    masks = [p for p in images_in_folder(masks_dir)
+             if _mask_of(output_stem(p)) == name or (not one_folder and output_stem(p) == name)]
+    if masks:
+        raise DataError(f"{name} is annotated already", path=masks[0],
+                        fix="delete the mask first to replace it, or rename the image layer")
+    there = [p for p in images_in_folder(images_dir) if output_stem(p) == name]
+    if there and not _same_pixels(there[0], image):
+        raise DataError(f"holds another image named {name}", path=there[0], fix="rename the image layer")
+    image_path = there[0] if there else images_dir / f"{name}.tif"
+    if not there:
+        _write_tiff(image_path, image, rgb=rgb)
+    mask_path = images_dir / f"{name}_mask.tif" if one_folder else masks_dir / f"{name}.tif"
+    _write(mask_path, ctc_labels)
+    return SavedPair(name, image_path, mask_path, not there)
+
+
+def _fitting(image, labels, rgb: bool) -> tuple[np.ndarray, np.ndarray]:
+    image, labels = np.asarray(image), np.asarray(labels)
+    spatial = image.shape[:-1] if rgb else image.shape
+    if labels.shape != spatial:
+        raise DataError(f"labels of shape {labels.shape} do not fit the image of shape {spatial}",
+                        fix="segment this image (or draw labels on it) first")
+    return image, labels
+
+
 def _same_pixels(path: Path, image: np.ndarray) -> bool:
-    import tifffile
+    from unetkit.io import read_image
 
     try:
-        there = tifffile.imread(path)
+        there, _ = read_image(path)  # a pairs folder may hold PNGs as well as TIFFs
     except Exception:  # an unreadable file is not the same image; the caller says which file it is
         return False
     return there.shape == image.shape and np.array_equal(there, image)

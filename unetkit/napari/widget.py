@@ -27,7 +27,9 @@ from qtpy.QtWidgets import (
 )
 
 from unetkit.errors import UnetkitError, find_user_error
-from unetkit.napari.frames import Cancelled, finetune_output, frame_of_path, save_frame, segment_array
+from unetkit.io.naming import output_stem
+from unetkit.napari.frames import (Cancelled, SavedPair, finetune_output, frame_of_path, is_pairs_folder, save_frame,
+                                   save_pair, segment_array)
 
 __all__ = ["AnnotationWidget"]
 
@@ -142,7 +144,7 @@ class AnnotationWidget(QWidget):
         self.labels_combo = QComboBox()
         form.addRow("labels layer", self.labels_combo)
         self.data_edit = QLineEdit()
-        self.data_edit.setPlaceholderText("data folder (CTC layout: 01/tTTT.tif, 01_GT/SEG/)")
+        self.data_edit.setPlaceholderText("data folder (01/ + 01_GT/SEG/, or images/ + masks/)")
         row = QHBoxLayout()
         row.addWidget(self.data_edit)
         button = QPushButton("…")
@@ -395,8 +397,9 @@ class AnnotationWidget(QWidget):
         self.labels_combo.setCurrentText(name)
 
     def save(self) -> Path | None:
-        """Save the chosen image and its corrected labels as the next annotated frame of the data folder;
-        the mask file written, or None (with a message) when nothing was saved."""
+        """Save the chosen image and its corrected labels as the next annotated frame of the data folder (a
+        pair named after the image in a folder of image / mask pairs); the mask file written, or None (with a
+        message) when nothing was saved."""
         try:
             labels_layer = self._layer(self.labels_combo.currentText(), napari.layers.Labels, "labels")
             name = labels_layer.metadata.get("unetkit_image") or self.image_combo.currentText()
@@ -405,23 +408,32 @@ class AnnotationWidget(QWidget):
             if not root:
                 raise UnetkitError("no data folder", fix="give the folder the annotated frames go to")
             sequence = self.sequence_combo.currentText().strip()
-            pixels, labels = self._current_frame(image, labels_layer)
-            frame = None if self.frame_spin.value() < 0 else self.frame_spin.value()
-            origin = frame_of_path(image.source.path)
-            if frame is None and origin is not None and origin[1] == sequence and _same(origin[0], root):
-                frame = origin[2]  # a frame opened from this data folder is saved as itself
-            saved = save_frame(Path(root).expanduser(), sequence, pixels, labels, frame=frame, rgb=bool(image.rgb))
+            pixels, labels, index = self._current_frame(image, labels_layer)
+            root = Path(root).expanduser()
+            if is_pairs_folder(root):
+                # named after the file it came from (saved back beside itself), and the frame of a stack
+                name = output_stem(image.source.path) if image.source.path else image.name
+                saved = save_pair(root, name + "".join(f"_t{i:03d}" for i in index), pixels, labels,
+                                  rgb=bool(image.rgb))
+            else:
+                frame = None if self.frame_spin.value() < 0 else self.frame_spin.value()
+                origin = frame_of_path(image.source.path)
+                if frame is None and origin is not None and origin[1] == sequence and _same(origin[0], root):
+                    frame = origin[2]  # a frame opened from this data folder is saved as itself
+                saved = save_frame(root, sequence, pixels, labels, frame=frame, rgb=bool(image.rgb))
         except UnetkitError as e:
             self._report(str(e), error=True)
             return None
         self.frame_spin.setValue(-1)
         kept = "" if saved.wrote_image else " (its image was there already)"
-        self._report(f"saved frame {saved.frame}: {saved.mask}{kept}")
+        what = saved.name if isinstance(saved, SavedPair) else f"frame {saved.frame}"
+        self._report(f"saved {what}: {saved.mask}{kept}")
         return saved.mask
 
-    def _current_frame(self, image, labels_layer) -> tuple[np.ndarray, np.ndarray]:
-        """The image and labels of the frame on screen: the whole layer for a single 2D image or volume, the
-        displayed frame of a time-lapse (or stack of 2D frames for a 2D bundle)."""
+    def _current_frame(self, image, labels_layer) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+        """The image and labels of the frame on screen, and its index in the layer: the whole layer (index
+        ``()``) for a single 2D image or volume, the displayed frame of a time-lapse (or stack of 2D frames
+        for a 2D bundle)."""
         labels = np.asarray(labels_layer.data)
         spatial = image.data.shape[:-1] if image.rgb else image.data.shape
         if labels.shape != tuple(spatial):
@@ -430,10 +442,10 @@ class AnnotationWidget(QWidget):
         frame_dims = self.model.spatial_dims if self.model is not None else 2
         lead = labels.ndim - frame_dims
         if lead <= 0:
-            return np.asarray(image.data), labels
+            return np.asarray(image.data), labels, ()
         point = labels_layer.world_to_data(self.viewer.dims.point[-labels.ndim:])
         index = tuple(int(np.clip(round(p), 0, n - 1)) for p, n in zip(point[:lead], labels.shape))
-        return np.asarray(image.data[index]), labels[index]
+        return np.asarray(image.data[index]), labels[index], index
 
     def finetune(self) -> bool:
         """Fine-tune the open bundle on the data folder in the background (``unetkit train BUNDLE --data DIR
