@@ -6,5 +6,6 @@ with ``pip install 'unetkit[napari]'``; docs/napari.md walks through the loop.
 
 This package imports nothing of napari or Qt: ``import unetkit`` (and npe2 reading the manifest) never needs
 them. The Qt-free steps (one layer's pixels to instance labels, a corrected frame into the Cell Tracking
-Challenge layout or a folder of image / mask pairs) are in :mod:`unetkit.napari.frames`; the widget lives in :mod:`unetkit.napari.widget`.
+Challenge layout or a folder of image / mask pairs) are in :mod:`unetkit.napari.frames`; the widget lives in
+:mod:`unetkit.napari.widget`.
 """
