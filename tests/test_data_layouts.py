@@ -8,6 +8,7 @@ import tifffile
 from unetkit.data import (annotated_datalist, ctc_datalist, ctc_frames, image_datalist, isbi2012_datalist,
                           msd_datalist, pairs_datalist)
 from unetkit.errors import DataError
+from unetkit.transforms import LoadImaged
 
 
 def _tif(path: Path, shape=(5, 7), dtype=np.uint8):
@@ -268,12 +269,30 @@ def test_annotated_datalist_reads_a_ctc_folder_by_its_sequences(tmp_path):
     assert annotated_datalist(tmp_path, ["01"], part="train") == ctc_datalist(tmp_path, ["01"])
 
 
+def test_a_single_annotated_image_is_split_along_its_longest_axis(tmp_path):
+    image = np.arange(40 * 60, dtype=np.uint16).reshape(40, 60)
+    labels = np.zeros((40, 60), np.uint16)
+    labels[5:15, 45:55] = 7  # one object in the held-out strip
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    tifffile.imwrite(tmp_path / "images" / "only.tif", image)
+    tifffile.imwrite(tmp_path / "masks" / "only.tif", labels)
+    train, = annotated_datalist(tmp_path, part="train")
+    val, = annotated_datalist(tmp_path, part="validation")
+    assert (train["region"], val["region"]) == ([[0, 40], [0, 48]], [[0, 40], [48, 60]])  # the last fifth of x
+    assert annotated_datalist(tmp_path, part="validation", holdout=0.5)[0]["region"] == [[0, 40], [30, 60]]
+    load = LoadImaged(["image", "label"], dtype=None, region_key="region")
+    got = load(val)
+    np.testing.assert_array_equal(got["image"][0], image[:, 48:])
+    assert np.unique(got["label"]).tolist() == [0, 7] and load(train)["label"].shape == (1, 40, 48)
+    with pytest.raises(DataError, match="holdout 2 counts images, and this folder has one annotated image"):
+        annotated_datalist(tmp_path, part="train", holdout=2)
+    assert len(annotated_datalist(tmp_path, part="all")) == 1
+
+
 def test_annotated_datalist_says_what_is_missing(tmp_path):
-    _pairs(tmp_path, names=("only",))
-    with pytest.raises(DataError, match="one annotated image") as e:
-        annotated_datalist(tmp_path)
-    assert "cut this one in two" in str(e.value)
     _ctc(tmp_path, "01")
+    _pairs(tmp_path, names=("only",))
     with pytest.raises(DataError, match="both Cell Tracking Challenge sequences .* and image / mask pairs"):
         annotated_datalist(tmp_path)
     empty = tmp_path / "empty"

@@ -199,3 +199,27 @@ def test_training_on_a_folder_of_images_and_masks_holds_out_the_last_by_name(tmp
     assert [(Path(i["image"]).name, Path(i["label"]).parent.name) for i in held] == [("field_3.tif", "masks")]
     r = CliRunner().invoke(app, ["plan", str(data), "-o", str(tmp_path / "plan.json")], env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "3 to train on, 1 held out for validation (+1 without labels)" in r.output
+
+
+def test_one_annotated_image_trains_on_a_part_and_is_scored_on_the_rest(tmp_path):
+    from unetkit.data import demo_frame
+    from unetkit.evaluation.bundle import predict_validation
+    from unetkit.training import train_bundle
+
+    data = tmp_path / "one"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    image, labels = demo_frame((96, 160), seed=(4, 9), kind="nuclei")
+    tifffile.imwrite(data / "images" / "field.tif", image)
+    tifffile.imwrite(data / "masks" / "field.tif", labels)
+    small = {"network_def::features": [4, 8, 16, 32, 64], "num_workers": 0}
+    run = train_bundle("bundles/phc_u373", data=data, output=tmp_path / "o", steps=2, overrides=small)
+    assert "val_seg" in run.metrics
+    fp = json.loads((tmp_path / "o" / "plan.json").read_text())["fingerprint"]
+    assert (fp["image_parts"], fp["sizes"]) == (1, [[96, 128]])  # the training part: four fifths of x
+    pairs, _ = predict_validation(tmp_path / "o", data, device="cpu")
+    assert len(pairs) == 1
+    np.testing.assert_array_equal(tifffile.imread(pairs[0].gt), labels[:, 128:])  # scored on the held-out strip
+    assert tifffile.imread(pairs[0].pred).shape == (96, 32)
+    r = CliRunner().invoke(app, ["plan", str(data), "-o", str(tmp_path / "plan.json")], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "one image, cut in two" in r.output

@@ -510,7 +510,7 @@ _ROWS = (
     _row("unetkit.transforms.InstanceToThreeClassd", "keys boundary ignore_value target_key allow_missing_keys"),
     _row("unetkit.transforms.ThreeClassInstancesd", "keys min_seed min_size fill_holes connectivity seed_threshold allow_missing_keys"),
     _row("unetkit.transforms.InstanceToSemanticd", "keys gap ignore_value target_key allow_missing_keys"),
-    _row("unetkit.transforms.LoadImaged", "keys dtype frame_key ensure_channel_first allow_missing_keys",
+    _row("unetkit.transforms.LoadImaged", "keys dtype frame_key region_key ensure_channel_first allow_missing_keys",
          channels=Num(1, integer=True), instances=BOOL, shape_of=Text()),
     _row("unetkit.transforms.MirrorPadd", "keys spatial_border allow_missing_keys",
          mode=Choice("reflect", "constant", seq=True, label="reflect or constant")),

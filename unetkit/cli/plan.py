@@ -32,9 +32,10 @@ def plan(
     fp = result.fingerprint
     facts = Table(title=f"fingerprint of {data}", show_header=False)
     d = fp["diameter"]
+    annotated = ("one image, cut in two: a part to train on, the rest held out for validation"  # split_image
+                 if fp.get("image_parts") else f"{fp['annotated']} to train on, {fp.get('held_out', 0)} held out for validation")
     for name, value in (
-        ("annotated images", f"{fp['annotated']} to train on, {fp.get('held_out', 0)} held out for validation "
-                             f"(+{fp['unannotated']} without labels)"),
+        ("annotated images", f"{annotated} (+{fp['unannotated']} without labels)"),
         ("image sizes", ", ".join("x".join(map(str, s)) for s in fp["sizes"])),
         ("pixel size", ", ".join("x".join(map(str, s)) for s in fp["spacing"]) or "not recorded"),
         ("intensity 1st / 50th / 99.8th", " / ".join(f"{fp['intensity'][k]:.4g}" for k in ("1.0", "50.0", "99.8"))),

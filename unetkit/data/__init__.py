@@ -14,7 +14,7 @@ from unetkit.data.fetch import dataset_path, default_data_dir, fetch, is_present
 from unetkit.data.layouts import (annotated_datalist, ctc_datalist, ctc_frames, image_datalist, isbi2012_datalist,
                                   msd_datalist, pairs_datalist)
 from unetkit.data.registry import DATASETS, DatasetInfo, dataset_info
-from unetkit.data.split import fold_datalist, fold_groups, split_datalist
+from unetkit.data.split import fold_datalist, fold_groups, split_datalist, split_image
 
 __all__ = [
     "DATASETS",
@@ -38,6 +38,7 @@ __all__ = [
     "msd_datalist",
     "pairs_datalist",
     "split_datalist",
+    "split_image",
     "fold_datalist",
     "fold_groups",
 ]

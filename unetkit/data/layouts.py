@@ -397,16 +397,19 @@ def annotated_datalist(
     - Image / mask pairs (:func:`pairs_datalist`): no sequence says which images are held out, so the last
       ``holdout`` of them in file-name order are (:func:`~unetkit.data.split_datalist`), and ``part`` picks
       ``"train"`` or ``"validation"``; ``"all"`` lists every pair (``unetkit train --folds`` splits them itself).
+      A single annotated image is split instead: the last ``holdout`` of its longest axis validates
+      (:func:`~unetkit.data.split.split_image`).
 
     Args:
         root: the data set's folder.
         sequences: CTC sequences to read.
         truth: CTC ``"GT"`` or ``"ST"``.
         part: ``"train"``, ``"validation"`` or ``"all"``, for pairs.
-        holdout: images held out for validation, for pairs: a count, or a fraction (at least one image).
+        holdout: images held out for validation, for pairs: a count, or a fraction (at least one image); of a
+            single image, the fraction of its extent.
 
     Raises:
-        DataError: neither layout, a layout's own error, or a single annotated pair (nothing to hold out).
+        DataError: neither layout, a layout's own error, or a count ``holdout`` for a single annotated image.
 
     Examples:
         >>> import tempfile, tifffile, numpy as np
@@ -429,16 +432,13 @@ def annotated_datalist(
         raise DataError("both Cell Tracking Challenge sequences (01/ ...) and image / mask pairs are here: which to "
                         "train on?", path=root, fix="move one of the two into a folder of its own")
     if folders is not None:
-        from unetkit.data.split import split_datalist
+        from unetkit.data.split import split_datalist, split_image
 
         pairs = _pairs(*folders)
         if part == "all":
             return pairs
         if len(pairs) == 1:
-            raise DataError(
-                "one annotated image: the recipes keep their best weights and choose the decoder on images held "
-                "out from training", path=Path(pairs[0]["label"]),
-                fix="annotate a second image, or cut this one in two (image and mask alike) and keep both halves")
+            return [split_image(pairs[0], holdout=holdout, part=part)]
         return split_datalist(pairs, holdout=holdout, part=part)
     if not ctc:
         raise DataError("neither a Cell Tracking Challenge folder (01/, 01_GT/SEG/) nor images with masks",

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from unetkit.errors import DataError
 
-__all__ = ["split_datalist", "fold_datalist", "fold_groups"]
+__all__ = ["split_datalist", "split_image", "fold_datalist", "fold_groups"]
 
 
 def split_datalist(data: Sequence[dict], *, holdout: int | float, part: str) -> list[dict]:
@@ -45,6 +45,43 @@ def split_datalist(data: Sequence[dict], *, holdout: int | float, part: str) -> 
         raise DataError(f"holdout {holdout}: must be between 1 and {n - 1} for {n} items, or a fraction such as 0.2",
                         fix=f"pass --set holdout=0.2 (or a count below {n})")
     return list(data[: len(data) - holdout]) if part == "train" else list(data[len(data) - holdout :])
+
+
+def split_image(item: dict, *, holdout: float, part: str) -> dict:
+    """A single annotated image, split as :func:`split_datalist` splits a list: its first part trains and the
+    last ``holdout`` of its longest axis validates, as the item's ``"region"`` (``[[start, stop], ...]`` per
+    spatial axis, which ``unetkit.transforms.LoadImaged(region_key="region")`` crops to).
+
+    The issue's own real-image protocol, done by hand before: one image is what a user often has, and the
+    recipes keep their best weights and choose their decoder on a part training never saw. Contiguous, as the
+    list split: objects on either side of the cut are cut with it, never shared between a part and the other.
+
+    Args:
+        item: ``{"image": path, "label": path}``.
+        holdout: the fraction of the longest axis held out (0.2: the last fifth).
+        part: "train" or "validation".
+
+    Raises:
+        DataError: ``holdout`` is a count of images, not a fraction; or the image is too small to cut.
+    """
+    from unetkit.transforms.load import LoadImage
+
+    if part not in ("train", "validation"):
+        raise ValueError(f"part must be 'train' or 'validation', got {part!r}")
+    label = Path(item["label"])
+    if not (isinstance(holdout, float) and 0 < holdout < 1):
+        raise DataError(f"holdout {holdout} counts images, and this folder has one annotated image", path=label,
+                        fix="hold out a fraction of it (--set holdout=0.2), or annotate a second image")
+    # the label's spatial shape as the loader sees it (a singleton Z dropped): the region is cropped there
+    shape = LoadImage(dtype=None, mmap=True).load(label)[0].shape[1:]
+    axis = max(range(len(shape)), key=lambda i: (shape[i], i))  # the longest; of equals, the last (x)
+    cut = shape[axis] - max(1, round(holdout * shape[axis]))
+    if cut < 1:
+        raise DataError(f"is {'x'.join(map(str, shape))}: too small to cut into training and validation parts",
+                        path=label, fix="annotate a second image")
+    region = [[0, n] for n in shape]
+    region[axis] = [0, cut] if part == "train" else [cut, shape[axis]]
+    return {**item, "region": region}
 
 
 def fold_groups(data: Sequence[dict], folds: int) -> tuple[str, list[list[dict]]]:

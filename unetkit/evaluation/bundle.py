@@ -4,8 +4,9 @@ The validation split is the one the bundle trained against (``validate#datalist`
 ``train.json``, with ``dataset_dir`` pointed at ``--data``), so the figures are the ones training
 reported, now with every measure. Predictions are written the way ``unetkit infer`` writes them, into
 ``predictions/`` of the evaluation folder, so a user can look at what was scored. Items that name one
-frame of a stack (ISBI 2012's slices, the 2D-annotated slices of CTC 3D sets) are cut out first, into
-``inputs/`` and ``reference/``, since a prediction file is one image.
+frame of a stack (ISBI 2012's slices, the 2D-annotated slices of CTC 3D sets), or a region of an image (the
+held-out part of a single annotated image), are cut out first, into ``inputs/`` and ``reference/``, since a
+prediction file is one image.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from unetkit.bundle.config import merged_config
 from unetkit.errors import BundleError, DataError, find_user_error
 from unetkit.evaluation.pairing import Pair, pair_key
 from unetkit.io import read_image, write_image
 from unetkit.io.naming import MASK
+from unetkit.transforms.load import crop_region
 
 __all__ = ["validation_items", "predict_validation"]
 
@@ -94,8 +98,8 @@ def predict_validation(
     pairs: list[Pair] = []
     for item in items:
         image, label = Path(item["image"]), Path(item["label"])
-        if "frame" in item:
-            image, label = _cut_frame(image, label, int(item["frame"]), out, overwrite=overwrite)
+        if "frame" in item or "region" in item:
+            image, label = _cut(image, label, item, out, overwrite=overwrite)
         result = predict_file(model, image, predictions, options)
         if not result.ok:
             raise DataError(f"could not be segmented: {result.message}", path=image)
@@ -105,18 +109,28 @@ def predict_validation(
     return pairs, out
 
 
-def _cut_frame(image: Path, label: Path, frame: int, out: Path, *, overwrite: bool) -> tuple[Path, Path]:
-    """Write frame ``frame`` of the image and label stacks as files of their own; their paths."""
-    name = f"{image.name.split('.')[0]}_{frame:03d}"
+def _cut(image: Path, label: Path, item: dict, out: Path, *, overwrite: bool) -> tuple[Path, Path]:
+    """Write the item's frame of the image and label stacks, or its region of the image and label (the held-out
+    part of a single annotated image), as files of their own; their paths."""
+    frame, region = item.get("frame"), item.get("region")
+    name = image.name.split(".")[0]
+    if frame is not None:
+        name += f"_{int(frame):03d}"
+    if region is not None:
+        name += "_" + "_".join(f"{a}-{b}" for a, b in region)
     paths = []
     for src, folder in ((image, out / "inputs"), (label, out / "reference")):
         # mapped, not read: every validation item names the same two stacks, one frame each
         array, meta = read_image(src, mmap=True)
-        if array.ndim < 3 or frame >= array.shape[0]:
-            raise DataError(f"has no frame {frame} (shape {array.shape})", path=src)
+        if frame is not None:
+            if array.ndim < 3 or int(frame) >= array.shape[0]:
+                raise DataError(f"has no frame {frame} (shape {array.shape})", path=src)
+            array, meta = array[int(frame)], meta.select(0, int(frame))
+        if region is not None:
+            array, meta = crop_region(array, meta, region)
         dst = folder / f"{name}.tif"
         if overwrite or not dst.exists():
             folder.mkdir(parents=True, exist_ok=True)
-            write_image(dst, array[frame], meta.select(0, frame))
+            write_image(dst, np.ascontiguousarray(array), meta)
         paths.append(dst)
     return paths[0], paths[1]

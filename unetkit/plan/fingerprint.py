@@ -21,6 +21,7 @@ import numpy as np
 
 from unetkit.io import read_image
 from unetkit.transforms.instances import mask_instances
+from unetkit.transforms.load import crop_region
 
 __all__ = ["fingerprint", "object_stats"]
 
@@ -57,24 +58,29 @@ def _label_array(array: np.ndarray) -> tuple[np.ndarray, bool]:
 
 
 def fingerprint(items: Iterable[Mapping], *, unannotated: int = 0, held_out: int = 0) -> dict:
-    """Measure a data list (``{"image": path, "label": path[, "frame": i]}`` items, as a bundle's datalists
-    give them).
+    """Measure a data list (``{"image": path, "label": path[, "frame": i][, "region": ...]}`` items, as a
+    bundle's datalists give them).
 
     Returns:
         ``images`` (count), ``sizes`` (distinct spatial shapes), ``spacing`` (distinct pixel sizes),
         ``intensity`` (0.5th, 1st, 50th, 99th, 99.8th, 99.5th percentiles over all images), ``objects``,
         ``diameter`` (median, 5th and 95th percentiles, in pixels), ``touching_fraction``, ``annotated``
-        and ``unannotated`` frames, ``held_out`` (annotated frames kept for validation, as given), and
-        ``mask_labels``: label images that were masks (one foreground value), read as their connected parts.
+        and ``unannotated`` frames, ``held_out`` (annotated frames kept for validation, as given),
+        ``mask_labels``: label images that were masks (one foreground value), read as their connected parts,
+        and ``image_parts``: items that are a part (``"region"``) of an image, the rest held out.
     """
     sizes, spacings, samples, diameters = set(), set(), [], []
-    count = touching = images = masks = 0
+    count = touching = images = masks = parts = 0
     rng = np.random.default_rng(0)
     for item in items:
         image, meta = read_image(item["image"], mmap=True)
-        label, _ = read_image(item["label"], mmap=True)
+        label, label_meta = read_image(item["label"], mmap=True)
         if "frame" in item:
             image, label = image[int(item["frame"])], label[int(item["frame"])]
+        if "region" in item:  # the training part of a single annotated image
+            parts += 1
+            image, meta = crop_region(image, meta, item["region"])
+            label, _ = crop_region(label, label_meta, item["region"])
         images += 1
         sizes.add(tuple(int(n) for n in np.squeeze(label).shape))
         if meta.spacing is not None:
@@ -103,4 +109,5 @@ def fingerprint(items: Iterable[Mapping], *, unannotated: int = 0, held_out: int
         "unannotated": int(unannotated),
         "held_out": int(held_out),
         "mask_labels": masks,
+        "image_parts": parts,
     }

@@ -36,7 +36,7 @@ from unetkit.io.colour import needs_grey, to_grey
 from unetkit.io.meta import CHANNEL
 from unetkit.transforms.instances import mask_instances
 
-__all__ = ["LoadImage", "LoadImaged", "META_SUFFIX"]
+__all__ = ["LoadImage", "LoadImaged", "META_SUFFIX", "crop_region"]
 
 META_SUFFIX = "_meta"
 """``LoadImaged`` stores the meta of ``data[key]`` under ``key + META_SUFFIX`` (``"image_meta"``)."""
@@ -88,19 +88,22 @@ class LoadImage(Transform):
         self.channels = None if channels is None else int(channels)
         self.instances = bool(instances)
 
-    def __call__(self, path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
-        """Load ``path`` (index ``frame`` along the file's first axis, if given)."""
-        return self.load(path, frame)[0]
+    def __call__(self, path: str | os.PathLike, frame: int | None = None, region=None) -> np.ndarray:
+        """Load ``path`` (index ``frame`` along the file's first axis, and crop to ``region``, if given)."""
+        return self.load(path, frame, region)[0]
 
-    def load(self, path: str | os.PathLike, frame: int | None = None) -> tuple[np.ndarray, ImageMeta]:
+    def load(self, path: str | os.PathLike, frame: int | None = None, region=None) -> tuple[np.ndarray, ImageMeta]:
         """Like calling the transform, and also return the :class:`ImageMeta` of the array returned.
+
+        ``region`` (``[[start, stop], ...]``, one pair per spatial axis) is :func:`crop_region`'s: part of an
+        image, as a single annotated image split into training and validation parts addresses it.
 
         Raises:
             ImageReadError: the file cannot be read, ``frame`` is not an index of its first axis, it has
                 both a ``C`` and an ``S`` axis, or its channels do not fit ``channels``.
         """
-        # With a frame, map the file so that only that frame's bytes are read (one slice of an ISBI stack).
-        mapped = self.mmap or frame is not None
+        # With a frame or a region, map the file so that only those bytes are read (one slice of an ISBI stack).
+        mapped = self.mmap or frame is not None or region is not None
         arr, meta = read_image(path, mmap=mapped)
         if frame is not None:
             index = _frame_index(frame, arr, meta)
@@ -110,6 +113,8 @@ class LoadImage(Transform):
         for i in reversed(range(arr.ndim)):
             if arr.shape[i] == 1 and meta.axes[i] in "ZT" and arr.ndim > 2:
                 arr, meta = arr[(slice(None),) * i + (0,)], meta.select(i, 0)
+        if region is not None:
+            arr, meta = crop_region(arr, meta, region)
         grey = False
         if self.ensure_channel_first:
             before = meta
@@ -132,6 +137,31 @@ class LoadImage(Transform):
         return arr, meta.replace(dtype=arr.dtype.name)
 
 
+def crop_region(arr: np.ndarray, meta: ImageMeta, region) -> tuple[np.ndarray, ImageMeta]:
+    """``arr`` cropped to ``region``, ``[[start, stop], ...]`` over its last spatial (non-channel) axes in the
+    file's order, and the meta of the crop.
+
+    Raises:
+        DataError: the region has more axes than the image, or reaches outside it.
+
+    Examples:
+        >>> crop_region(np.zeros((6, 8, 3)), ImageMeta("YXS"), [[0, 6], [5, 8]])[0].shape
+        (6, 3, 3)
+    """
+    spatial = [i for i, a in enumerate(meta.axes) if a not in CHANNEL]
+    region = [(int(a), int(b)) for a, b in region]
+    if len(region) > len(spatial) or any(not 0 <= a < b <= arr.shape[i] for i, (a, b) in
+                                         zip(spatial[len(spatial) - len(region):], region)):
+        shape = "x".join(str(arr.shape[i]) for i in spatial)
+        raise DataError(f"region {region} does not fit the {shape} image", path=meta.source,
+                        fix="list the data again (the file changed since its region was chosen)")
+    index = [slice(None)] * arr.ndim
+    for i, (a, b) in zip(spatial[len(spatial) - len(region):], region):
+        index[i] = slice(a, b)
+    arr = arr[tuple(index)]
+    return arr, meta.replace(shape=arr.shape)
+
+
 class LoadImaged(MapTransform):
     """Dictionary twin of :class:`LoadImage`: ``data[key]`` path -> array, meta in ``data[key + "_meta"]``.
 
@@ -140,6 +170,8 @@ class LoadImaged(MapTransform):
         dtype: as :class:`LoadImage` (None for labels, to keep their integer type).
         frame_key: if the dict has this key, its integer value picks one frame along each file's first axis
             (the layouts in :mod:`unetkit.data` use ``"frame"`` for ISBI 2012 slices).
+        region_key: if the dict has this key, its value crops each file (:func:`crop_region`; the layouts use
+            ``"region"`` for the parts of a single annotated image split into training and validation).
         ensure_channel_first: as :class:`LoadImage`.
         channels: as :class:`LoadImage`: the network's input channels (RGB(A) to grey for 1), or None.
         instances: as :class:`LoadImage`: a mask with one foreground value becomes its connected components.
@@ -163,6 +195,7 @@ class LoadImaged(MapTransform):
         *,
         dtype=np.float32,
         frame_key: str | None = None,
+        region_key: str | None = None,
         ensure_channel_first: bool = True,
         channels: int | None = None,
         instances: bool = False,
@@ -172,15 +205,16 @@ class LoadImaged(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.loader = LoadImage(dtype, ensure_channel_first=ensure_channel_first, channels=channels,
                                 instances=instances)
-        self.frame_key = frame_key
+        self.frame_key, self.region_key = frame_key, region_key
         self.shape_of = shape_of
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         frame = d.get(self.frame_key) if self.frame_key is not None else None
+        region = d.get(self.region_key) if self.region_key is not None else None
         for key in self.key_iterator(d):
             path = d[key]
-            d[key], d[f"{key}{META_SUFFIX}"] = self.loader.load(path, frame)
+            d[key], d[f"{key}{META_SUFFIX}"] = self.loader.load(path, frame, region)
             if self.shape_of is not None and self.shape_of in d:
                 _check_same_size(d[key], path, d[self.shape_of], d.get(f"{self.shape_of}{META_SUFFIX}"))
         return d
