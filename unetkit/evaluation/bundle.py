@@ -19,9 +19,9 @@ import numpy as np
 from unetkit.bundle.config import merged_config
 from unetkit.errors import BundleError, DataError, find_user_error
 from unetkit.evaluation.pairing import Pair, pair_key
-from unetkit.io import read_image, write_image
+from unetkit.io import write_image
 from unetkit.io.naming import MASK
-from unetkit.transforms.load import crop_region
+from unetkit.transforms.load import read_item
 
 __all__ = ["validation_items", "predict_validation"]
 
@@ -99,7 +99,7 @@ def predict_validation(
     for item in items:
         image, label = Path(item["image"]), Path(item["label"])
         if "frame" in item or "region" in item:
-            image, label = _cut(image, label, item, out, overwrite=overwrite)
+            image, label = _cut(item, out, overwrite=overwrite)
         result = predict_file(model, image, predictions, options)
         if not result.ok:
             raise DataError(f"could not be segmented: {result.message}", path=image)
@@ -109,25 +109,19 @@ def predict_validation(
     return pairs, out
 
 
-def _cut(image: Path, label: Path, item: dict, out: Path, *, overwrite: bool) -> tuple[Path, Path]:
+def _cut(item: dict, out: Path, *, overwrite: bool) -> tuple[Path, Path]:
     """Write the item's frame of the image and label stacks, or its region of the image and label (the held-out
     part of a single annotated image), as files of their own; their paths."""
     frame, region = item.get("frame"), item.get("region")
-    name = image.name.split(".")[0]
+    name = Path(item["image"]).name.split(".")[0]
     if frame is not None:
         name += f"_{int(frame):03d}"
     if region is not None:
         name += "_" + "_".join(f"{a}-{b}" for a, b in region)
     paths = []
-    for src, folder in ((image, out / "inputs"), (label, out / "reference")):
+    for key, folder in (("image", out / "inputs"), ("label", out / "reference")):
         # mapped, not read: every validation item names the same two stacks, one frame each
-        array, meta = read_image(src, mmap=True)
-        if frame is not None:
-            if array.ndim < 3 or int(frame) >= array.shape[0]:
-                raise DataError(f"has no frame {frame} (shape {array.shape})", path=src)
-            array, meta = array[int(frame)], meta.select(0, int(frame))
-        if region is not None:
-            array, meta = crop_region(array, meta, region)
+        array, meta = read_item(item, key)
         dst = folder / f"{name}.tif"
         if overwrite or not dst.exists():
             folder.mkdir(parents=True, exist_ok=True)

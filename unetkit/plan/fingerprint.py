@@ -19,9 +19,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from unetkit.io import read_image
 from unetkit.transforms.instances import mask_instances
-from unetkit.transforms.load import crop_region
+from unetkit.transforms.load import read_item
 
 __all__ = ["fingerprint", "object_stats"]
 
@@ -73,14 +72,8 @@ def fingerprint(items: Iterable[Mapping], *, unannotated: int = 0, held_out: int
     count = touching = images = masks = parts = 0
     rng = np.random.default_rng(0)
     for item in items:
-        image, meta = read_image(item["image"], mmap=True)
-        label, label_meta = read_image(item["label"], mmap=True)
-        if "frame" in item:
-            image, label = image[int(item["frame"])], label[int(item["frame"])]
-        if "region" in item:  # the training part of a single annotated image
-            parts += 1
-            image, meta = crop_region(image, meta, item["region"])
-            label, _ = crop_region(label, label_meta, item["region"])
+        (image, meta), (label, _) = read_item(item, "image"), read_item(item, "label")
+        parts += "region" in item  # the training part of a single annotated image
         images += 1
         sizes.add(tuple(int(n) for n in np.squeeze(label).shape))
         if meta.spacing is not None:

@@ -47,8 +47,7 @@ def warn_likely_ignore_label(data: Sequence[dict], ignore_label: int | None = No
             return None
     except ImportError:  # pragma: no cover
         pass
-    from unetkit.io import read_image
-    from unetkit.transforms.load import crop_region
+    from unetkit.transforms.load import read_item
     from unetkit.transforms.weight_map import _WARNED, dominant_label, warn_dominant_label
 
     picks = sorted({round(i * (len(data) - 1) / max(1, sample - 1)) for i in range(min(sample, len(data)))})
@@ -57,11 +56,7 @@ def warn_likely_ignore_label(data: Sequence[dict], ignore_label: int | None = No
         if not isinstance(item, dict) or key not in item:
             continue
         try:
-            labels, meta = read_image(item[key], mmap=True)
-            if "frame" in item and labels.ndim > 2:
-                labels, meta = labels[int(item["frame"])], meta.select(0, int(item["frame"]))
-            if "region" in item:
-                labels, meta = crop_region(labels, meta, item["region"])
+            labels, _meta = read_item(item, key)
         except Exception:  # an unreadable file fails the run later with its own clear error
             logger.debug("could not read %s for the label check", item[key], exc_info=True)
             continue

@@ -36,7 +36,7 @@ from unetkit.io.colour import needs_grey, to_grey
 from unetkit.io.meta import CHANNEL
 from unetkit.transforms.instances import mask_instances
 
-__all__ = ["LoadImage", "LoadImaged", "META_SUFFIX", "crop_region"]
+__all__ = ["LoadImage", "LoadImaged", "META_SUFFIX", "crop_region", "read_item"]
 
 META_SUFFIX = "_meta"
 """``LoadImaged`` stores the meta of ``data[key]`` under ``key + META_SUFFIX`` (``"image_meta"``)."""
@@ -160,6 +160,22 @@ def crop_region(arr: np.ndarray, meta: ImageMeta, region) -> tuple[np.ndarray, I
         index[i] = slice(a, b)
     arr = arr[tuple(index)]
     return arr, meta.replace(shape=arr.shape)
+
+
+def read_item(item: Mapping, key: str) -> tuple[np.ndarray, ImageMeta]:
+    """The pixels a data list item's ``key`` file holds for the item, as training reads them (its ``"frame"``
+    and ``"region"``, a singleton Z or T dropped) but in the file's own axis order and dtype, memory-mapped where
+    the file allows: what the plan, the label check and ``unetkit evaluate`` measure of an item.
+
+    Examples:
+        >>> import tempfile
+        >>> from unetkit.io import write_image
+        >>> p = write_image(tempfile.mkdtemp() + "/stack.tif", np.zeros((4, 30, 40), np.uint8))
+        >>> read_item({"label": str(p), "frame": 2, "region": [[0, 30], [32, 40]]}, "label")[0].shape
+        (30, 8)
+    """
+    loader = LoadImage(dtype=None, ensure_channel_first=False, mmap=True)
+    return loader.load(item[key], item.get("frame"), item.get("region"))
 
 
 class LoadImaged(MapTransform):
