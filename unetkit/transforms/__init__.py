@@ -21,7 +21,7 @@ from unetkit.transforms.instances import AsInstances, AsInstancesd, label_foregr
 from unetkit.transforms.intensity import PercentileNormalize, PercentileNormalized
 from unetkit.transforms.labels import InstanceToSemantic, InstanceToSemanticd, separate_touching
 from unetkit.transforms.weight_map import WeightMap, WeightMapd, border_cutoff, two_nearest_distances, weight_map
-from unetkit.transforms.load import LoadImage, LoadImaged
+from unetkit.transforms.load import LoadImage, LoadImaged, crop_region, read_item
 from unetkit.transforms.padding import MirrorPad, MirrorPadd
 from unetkit.transforms.partial import MarkUnannotatedd, unannotated_mask
 from unetkit.transforms.save import SaveMask, SaveMaskd
@@ -41,6 +41,8 @@ __all__ = [
     "InstanceToThreeClassd",
     "LoadImage",
     "LoadImaged",
+    "crop_region",
+    "read_item",
     "MarkUnannotatedd",
     "MirrorPad",
     "MirrorPadd",
